@@ -1,0 +1,42 @@
+# One command each: `make test` (set up + run all tests), `make train` (set up + the main job).
+# A virtual environment in .venv is created on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+
+# Use the course data next to the checkout when FLOWLIB_DATA is not set.
+ifeq ($(origin FLOWLIB_DATA), undefined)
+  ifneq ($(wildcard ../shared/data/MNIST),)
+    export FLOWLIB_DATA := $(abspath ../shared/data)
+  endif
+endif
+
+.PHONY: setup test test-fast train bench notebooks lab clean
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q $(TORCH_SPEC)
+	$(BIN)/pip install -q -e ".[course]"
+	touch $@
+
+setup: $(BIN)/.installed
+
+test: setup  ## every test: unit tests, notebooks (nbval), autograding
+	$(BIN)/python -m pytest
+
+test-fast: setup  ## unit tests only, without the slow ones
+	$(BIN)/python -m pytest -m "not slow"
+
+train: setup  ## the main job: a small Glow on MNIST, a few minutes on a laptop CPU
+	$(BIN)/flowlib train --model glow --dataset mnist --preset quick --out runs/quick-glow-mnist
+
+bench: setup  ## training and sampling throughput, ours against normflows
+	$(BIN)/pip install -q -e ".[bench]"
+	$(BIN)/python benchmarks/train_throughput.py
+
+lab: setup  ## JupyterLab on the student notebooks
+	$(BIN)/jupyter lab notebooks/
+
+clean:
+	rm -rf $(VENV) .pytest_cache runs test-artifacts

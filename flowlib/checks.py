@@ -1,0 +1,207 @@
+"""Correctness checks shared by the tests, the notebooks and the autograder.
+
+Every check takes a flow layer (anything with ``forward(x) -> (z, logdet)`` and
+``inverse(z) -> (x, logdet)``, or a ``(forward, inverse)`` pair of functions)
+and an input batch. It returns the error it measured, or raises
+:class:`FlowCheckError` with a message that says what failed, by how much and
+what the likely cause is.
+
+Use float64 layers and inputs for the tight tolerances (``layer.double()``).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["FlowCheckError", "check_invertibility", "check_logdet", "check_logdet_consistency",
+           "check_flow", "flat_model_flow", "jacobian_logdet"]
+
+
+class FlowCheckError(AssertionError):
+    """A flow layer failed a check; the message explains why."""
+
+
+def _directions(layer):
+    if isinstance(layer, tuple) and len(layer) == 2:
+        return layer
+    if not (hasattr(layer, "forward") and hasattr(layer, "inverse")):
+        raise TypeError(
+            f"Expected a flow layer with forward() and inverse() methods, or a pair "
+            f"(forward, inverse) of functions; got {type(layer).__name__}."
+        )
+    return (layer if isinstance(layer, torch.nn.Module) else layer.forward), layer.inverse
+
+
+def _call(fn, x, direction: str, **kwargs):
+    out = fn(x, **kwargs)
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise FlowCheckError(
+            f"{direction} must return a pair (output, logdet), got {type(out).__name__}. "
+            f"Return both: `return z, logdet`."
+        )
+    y, logdet = out
+    if not isinstance(logdet, torch.Tensor) or logdet.shape != (x.shape[0],):
+        shape = tuple(logdet.shape) if isinstance(logdet, torch.Tensor) else type(logdet).__name__
+        raise FlowCheckError(
+            f"{direction}: logdet must have shape (batch,) = ({x.shape[0]},), one value per "
+            f"sample, got {shape}. Sum over every dimension except the batch: "
+            f"`logdet = log_s.flatten(1).sum(1)`."
+        )
+    if not torch.isfinite(logdet).all():
+        raise FlowCheckError(f"{direction}: logdet contains NaN or inf: {logdet}. Look for log(0) or exp overflow.")
+    return y, logdet
+
+
+def _tolerance(dtype: torch.dtype, tol64: float, tol32: float) -> float:
+    return tol64 if dtype == torch.float64 else tol32
+
+
+def check_invertibility(layer, x: torch.Tensor, atol: float | None = None, **kwargs) -> float:
+    """``inverse(forward(x))`` must give back ``x``. Returns the largest error.
+
+    Default tolerance: 1e-10 in float64, 1e-5 in float32 (times max(1, |x|)).
+    """
+    fwd, inv = _directions(layer)
+    z, _ = _call(fwd, x, "forward", **kwargs)
+    if z.shape != x.shape and z.numel() != x.numel():
+        raise FlowCheckError(
+            f"forward changed the number of elements: {tuple(x.shape)} -> {tuple(z.shape)}. "
+            f"A bijection keeps every dimension."
+        )
+    x_rec, _ = _call(inv, z, "inverse", **kwargs)
+    if x_rec.shape != x.shape:
+        raise FlowCheckError(f"inverse(forward(x)) has shape {tuple(x_rec.shape)}, expected {tuple(x.shape)}.")
+    err = (x_rec.to(x.dtype) - x).abs().max().item()
+    scale = max(1.0, x.abs().max().item())
+    atol = atol if atol is not None else _tolerance(x.dtype, 1e-10, 1e-5) * scale
+    if not err <= atol:
+        hint = ("inverse returns its input unchanged: it is not implemented yet or does nothing"
+                if torch.equal(x_rec, z) and not torch.equal(z, x) else
+                "undo the operations in reverse order (for an affine coupling: first divide "
+                "by exp(log_s), then subtract t), and compute the scale and shift from the "
+                "unchanged half, exactly as forward does")
+        raise FlowCheckError(
+            f"Not invertible: inverse(forward(x)) differs from x by up to {err:.3g} "
+            f"(tolerance {atol:.1g}, {x.dtype}). Likely cause: {hint}."
+        )
+    return err
+
+
+def jacobian_logdet(fn, x: torch.Tensor, **kwargs) -> torch.Tensor:
+    """log|det J| of ``fn`` at each sample of ``x`` from the autograd Jacobian (small inputs)."""
+    out = []
+    for i, xi in enumerate(x):
+        sample_kwargs = {k: (w[i:i + 1] if isinstance(w, torch.Tensor) and len(w) == len(x) else w)
+                         for k, w in kwargs.items()}
+
+        def f(v):
+            z, _ = fn(v[None], **sample_kwargs)
+            return z.reshape(-1)
+        jac = torch.autograd.functional.jacobian(f, xi.detach())
+        out.append(torch.linalg.slogdet(jac.reshape(xi.numel(), xi.numel()))[1])
+    return torch.stack(out)
+
+
+def _diagnose_logdet(ours: torch.Tensor, true: torch.Tensor, d: int) -> str:
+    diff = ours - true
+    scale = 1e-6 * (1 + true.abs().max().item())
+    if true.abs().max() > 1e-6 and (ours + true).abs().max() <= scale:
+        return ("it has the wrong sign: forward must return log|det dz/dx| "
+                "(for z = x * exp(s) that is +sum(s)), the inverse its negative")
+    if len(diff) > 1 and (diff - diff.mean()).abs().max() <= scale or len(diff) == 1:
+        c = diff.mean().item()
+        for bits in range(1, 9):
+            if abs(abs(c) - d * bits * math.log(2)) <= 1e-4 * d:
+                which = "missing" if c > 0 else "counted twice"
+                return (f"it is off by the constant {c:.4g} = {'-' if c < 0 else ''}D*log({2 ** bits}) "
+                        f"with D={d}: the dequantization scaling term -D*log(n_bins) is {which}")
+        if abs(c) > 0 and (ours.abs().max() < 1e-12):
+            return "it is zero, but this map changes volume: sum the log-scales"
+        return (f"it is off by the same constant {c:.4g} for every sample ({c / d:.4g} per "
+                f"dimension): a term that does not depend on the input is missing or extra")
+    nonzero = true.abs() > 1e-6
+    if nonzero.all():
+        ratio = ours / true
+        if (ratio - ratio.mean()).abs().max() <= 1e-6 * ratio.abs().mean():
+            r = ratio.mean().item()
+            return (f"it is {r:.4g} times the true value: a term applied at every position "
+                    f"(for a 1x1 convolution, height*width) is scaled wrongly")
+    return ("it differs per sample: check which entries you sum (only the transformed "
+            "entries contribute log|scale|) and that logdet is computed from the same "
+            "scale you apply")
+
+
+def check_logdet(layer, x: torch.Tensor, atol: float | None = None, **kwargs) -> float:
+    """forward's logdet must equal log|det| of the autograd Jacobian, per sample.
+
+    Use small inputs (D up to about 1,000). Default tolerance: 1e-8 in float64,
+    1e-3 in float32. Returns the largest difference.
+    """
+    fwd, _ = _directions(layer)
+    _, ours = _call(fwd, x, "forward", **kwargs)
+    true = jacobian_logdet(fwd, x, **kwargs).to(ours.dtype)
+    err = (ours - true).abs().max().item()
+    atol = atol if atol is not None else _tolerance(x.dtype, 1e-8, 1e-3) * max(1.0, true.abs().max().item() / 100)
+    if not err <= atol:
+        raise FlowCheckError(
+            f"Wrong log-determinant: forward returned {_fmt(ours)} but the Jacobian gives "
+            f"{_fmt(true)} (largest difference {err:.3g}, tolerance {atol:.1g}). Likely "
+            f"cause: {_diagnose_logdet(ours.double(), true.double(), x[0].numel())}."
+        )
+    return err
+
+
+def check_logdet_consistency(layer, x: torch.Tensor, atol: float | None = None, **kwargs) -> float:
+    """forward's and inverse's log-dets must cancel at corresponding points."""
+    fwd, inv = _directions(layer)
+    z, ld_f = _call(fwd, x, "forward", **kwargs)
+    _, ld_i = _call(inv, z, "inverse", **kwargs)
+    err = (ld_f + ld_i).abs().max().item()
+    scale = max(1.0, ld_f.abs().max().item())
+    atol = atol if atol is not None else _tolerance(x.dtype, 1e-8, 1e-4) * scale
+    if not err <= atol:
+        if (ld_f - ld_i).abs().max().item() <= atol and ld_f.abs().max() > atol:
+            hint = "inverse returns the same log-det as forward: it should return the negative"
+        else:
+            hint = "the two directions compute different scales; derive both from the same terms"
+        raise FlowCheckError(
+            f"Log-dets do not cancel: forward {_fmt(ld_f)} + inverse {_fmt(ld_i)} is off by "
+            f"up to {err:.3g} (tolerance {atol:.1g}). Likely cause: {hint}."
+        )
+    return err
+
+
+def check_flow(layer, x: torch.Tensor, jacobian: bool = True, **kwargs) -> dict[str, float]:
+    """All three checks; returns their measured errors by name."""
+    out = {"invertibility": check_invertibility(layer, x, **kwargs),
+           "consistency": check_logdet_consistency(layer, x, **kwargs)}
+    if jacobian:
+        out["logdet"] = check_logdet(layer, x, **kwargs)
+    return out
+
+
+def flat_model_flow(model):
+    """A model's continuous part as a ``(forward, inverse)`` pair on flat latents.
+
+    forward maps dequantized images to all levels' latents concatenated into
+    (batch, D), so the shared checks (Jacobian included) apply to whole models.
+    Class labels go through the checks' keyword arguments: ``check_flow(flow, v, y=y)``.
+    """
+    shapes = model.latent_shapes
+
+    def forward(v, y=None):
+        latents, logdet = model.flow_forward(v, y=y)
+        return torch.cat([z.flatten(1) for z in latents], dim=1), logdet
+
+    def inverse(z, y=None):
+        sizes = [math.prod(s) for s in shapes]
+        latents = [part.reshape(-1, *s) for part, s in zip(z.split(sizes, dim=1), shapes)]
+        return model.flow_inverse(latents, y=y)
+
+    return forward, inverse
+
+
+def _fmt(t: torch.Tensor, n: int = 3) -> str:
+    vals = ", ".join(f"{v:.6g}" for v in t.flatten()[:n].tolist())
+    return f"[{vals}{', ...' if t.numel() > n else ''}]"
