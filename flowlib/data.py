@@ -38,6 +38,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .layers.dequantization import check_n_bits
+
 __all__ = [
     "DataNotFoundError",
     "DataWarning",
@@ -76,21 +78,13 @@ class DataWarning(UserWarning):
 # --------------------------------------------------------------------------- quantisation
 
 
-def _check_n_bits(n_bits) -> None:
-    if isinstance(n_bits, bool) or not isinstance(n_bits, int) or not 1 <= n_bits <= 8:
-        raise ValueError(
-            f"n_bits must be an int from 1 to 8 (8 keeps all 256 grey levels, 5 is the "
-            f"Glow setting for CelebA), got {n_bits!r}."
-        )
-
-
 def quantize(x, n_bits: int):
     """Reduce 8-bit integer images (values 0..255) to ``n_bits`` bits (0..2**n_bits - 1).
 
     Floor division by ``2**(8 - n_bits)``, as in openai/glow. Works on torch tensors
     and numpy arrays of an integer dtype and returns the same type and dtype.
     """
-    _check_n_bits(n_bits)
+    check_n_bits(n_bits)
     is_float = x.is_floating_point() if isinstance(x, torch.Tensor) else (
         np.issubdtype(np.asarray(x).dtype, np.floating))
     if is_float:
@@ -307,7 +301,7 @@ class MNIST(Dataset):
                  pad_to_32: bool = False, download: bool = False):
         if split not in _MNIST_FILES:
             raise ValueError(f"MNIST split must be one of {list(_MNIST_FILES)}, got {split!r}.")
-        _check_n_bits(n_bits)
+        check_n_bits(n_bits)
         try:
             self.root = find_data_root(root, need="MNIST")
         except DataNotFoundError as err:
@@ -518,7 +512,7 @@ class CelebA(Dataset):
         for name, value in (("size", size), ("crop", crop)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"CelebA {name} must be a positive int (pixels), got {value!r}.")
-        _check_n_bits(n_bits)
+        check_n_bits(n_bits)
         self.root = find_data_root(root, need="celeba")
         folder = self.root / "celeba"
         image_dir = _image_dir(folder)

@@ -54,7 +54,7 @@ def test_quantize_floor_divides_like_glow():
 
 @pytest.mark.parametrize("n_bits", [0, 9, -1, 5.0, True, "5", None])
 def test_quantize_rejects_bad_n_bits(n_bits):
-    with pytest.raises(ValueError, match="n_bits must be an int from 1 to 8"):
+    with pytest.raises(ValueError, match="n_bits must be an integer from 1 to 8"):
         quantize(torch.zeros(2, dtype=torch.uint8), n_bits)
 
 
