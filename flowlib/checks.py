@@ -78,9 +78,10 @@ def check_invertibility(layer, x: torch.Tensor, atol: float | None = None, **kwa
     if not err <= atol:
         hint = ("inverse returns its input unchanged: it is not implemented yet or does nothing"
                 if torch.equal(x_rec, z) and not torch.equal(z, x) else
-                "undo the operations in reverse order (for an affine coupling: first divide "
-                "by exp(log_s), then subtract t), and compute the scale and shift from the "
-                "unchanged half, exactly as forward does")
+                "inverse must undo forward's operations in reverse order with the same "
+                "parameters (for an affine coupling: first divide by exp(log_s), then "
+                "subtract t, with log_s and t computed from the unchanged half exactly as "
+                "in forward; for a linear map: multiply by the inverse matrix)")
         raise FlowCheckError(
             f"Not invertible: inverse(forward(x)) differs from x by up to {err:.3g} "
             f"(tolerance {atol:.1g}, {x.dtype}). Likely cause: {hint}."
