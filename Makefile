@@ -12,7 +12,7 @@ ifeq ($(origin FLOWLIB_DATA), undefined)
   endif
 endif
 
-.PHONY: setup test test-fast train bench notebooks lab clean
+.PHONY: setup test test-fast test-e2e train bench lab clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,10 @@ test-fast: setup  ## unit tests only, without the slow ones
 	$(BIN)/python -m pytest -m "not slow"
 
 train: setup  ## the main job: a small Glow on MNIST, a few minutes on a laptop CPU
-	$(BIN)/flowlib train --model glow --dataset mnist --preset quick --out runs/quick-glow-mnist
+	$(BIN)/flowlib train --model glow --dataset mnist --out runs/mnist-glow
+
+test-e2e: setup  ## browser tests only: JupyterLab + Chromium
+	$(BIN)/python -m pytest -m e2e tests/e2e
 
 bench: setup  ## training and sampling throughput, ours against normflows
 	$(BIN)/pip install -q -e ".[bench]"

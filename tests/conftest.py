@@ -59,3 +59,14 @@ def mnist_root(data_root: Path) -> Path:
 def celeba_root(data_root: Path) -> Path:
     """``data_root``, checked to hold celeba/ (fails under FLOWLIB_DATA, else skips)."""
     return _dataset_root(data_root, "celeba")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print the per-notebook execution times measured by tests/test_notebooks.py."""
+    import sys
+
+    module = sys.modules.get("test_notebooks")
+    times = module.notebook_time_report() if module else ""
+    if times:
+        terminalreporter.section("notebook execution times (fast mode, nbval)")
+        terminalreporter.write_line(times)
