@@ -20,12 +20,12 @@ def device(verbose: bool = True) -> torch.device:
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if verbose:
         name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-        print(f"Using {dev.type}: {name}" + (" - fast mode: short training" if fast_mode() else ""))
+        print(f"Using {dev.type}: {name}" + (" (fast mode)" if fast_mode() else ""))
     return dev
 
 
 @contextmanager
-def needs(exercise: str):
+def needs(*exercises: str):
     """Turn an unfinished exercise's NotImplementedError into a message naming it.
 
     >>> with needs("Exercise 2.1 (dequantize)"):
@@ -34,9 +34,12 @@ def needs(exercise: str):
     try:
         yield
     except NotImplementedError:
+        names = " and ".join(exercises)
+        verb = "is" if len(exercises) == 1 else "are"
         raise NotImplementedError(
-            f"This cell uses {exercise}, which is not finished yet. Complete it above, "
-            f"run its cell and its test cell, then run this cell again."
+            f"This cell uses {names}, which {verb} not finished yet (or not run). Complete "
+            f"{'it' if len(exercises) == 1 else 'them'} above, run the cells and their test "
+            f"cells, then run this cell again."
         ) from None
 
 

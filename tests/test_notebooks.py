@@ -30,7 +30,7 @@ def test_notebook_runs_under_nbval(notebook, tmp_path):
     env = {**os.environ, "FLOWLIB_FAST": "1"}
     start = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider",
+        [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-cell-timeout=600", "-q", "-p", "no:cacheprovider",
          "--rootdir", str(tmp_path), str(notebook)],
         cwd=notebook.parent, env=env, capture_output=True, text=True, timeout=900)
     TIMES[notebook.stem] = time.perf_counter() - start

@@ -4,7 +4,8 @@ from .actnorm import ActNorm
 from .conv1x1 import InvConv1x1, InvConv1x1LU
 from .coupling import (ChannelAffineCoupling, MaskedAffineCoupling, channel_mask,
                        checkerboard_mask, net_out_channels)
-from .dequantization import LogitTransform, UniformDequantization, VariationalDequantization
+from .dequantization import (LogitTransform, UniformDequantization, VariationalDequantization,
+                             keep_off_bin_edges)
 from .nets import ConcatELU, GatedConvNet, GlowCouplingNet, LayerNormChannels, ZeroConv2d
 from .permutations import ReversePermutation, ShufflePermutation
 from .sequential import FlowSequential
@@ -15,5 +16,5 @@ __all__ = [
     "GlowCouplingNet", "InvConv1x1", "InvConv1x1LU", "LayerNormChannels", "LearnedPrior",
     "LogitTransform", "MaskedAffineCoupling", "ReversePermutation", "ShufflePermutation",
     "Split", "Squeeze", "UniformDequantization", "VariationalDequantization", "ZeroConv2d",
-    "channel_mask", "checkerboard_mask", "net_out_channels", "squeeze", "unsqueeze",
+    "channel_mask", "checkerboard_mask", "keep_off_bin_edges", "net_out_channels", "squeeze", "unsqueeze",
 ]

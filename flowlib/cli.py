@@ -1,0 +1,242 @@
+"""The ``flowlib`` command: train, sample, eval, interpolate.
+
+    flowlib train --model glow --dataset mnist --out runs/mnist-glow
+    flowlib train --out runs/mnist-glow --resume --max-steps 5000
+    torchrun --nproc_per_node=2 -m flowlib train --model glow --dataset celeba
+    flowlib sample --checkpoint runs/mnist-glow --n 64 --temperature 0.7 --out samples.png
+    flowlib eval --checkpoint runs/mnist-glow --importance-samples 8
+    flowlib interpolate --checkpoint runs/mnist-glow --steps 8 --out interp.png
+
+``--checkpoint`` takes a checkpoint file or a run folder (its checkpoints/last.pt).
+
+Exit codes: 0 done; 2 bad input (unknown model or dataset, missing data, a checkpoint
+that does not fit, sizes the model cannot handle), reported as one line on stderr;
+1 training diverged (the message names the last good checkpoint); 130 interrupted
+by Ctrl-C or SIGTERM after saving a checkpoint (``--resume`` continues). Set
+``FLOWLIB_DEBUG=1`` to see full tracebacks instead.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+from . import train as T
+
+EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 1, 130
+
+
+def _train_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a flow (resumable; works under torchrun)",
+                       argument_default=argparse.SUPPRESS,
+                       description="Train a flow. Options left out take the dataset's defaults "
+                                   "(or, with --resume, the run's stored settings).")
+    p.add_argument("--model", metavar="{" + ",".join(T.MODELS) + "}", help="default: glow")
+    p.add_argument("--dataset", metavar="{" + ",".join(T.DATASETS) + "}", help="default: mnist")
+    p.add_argument("--out", help="run folder (default: runs/DATASET-MODEL)")
+    p.add_argument("--resume", action="store_true", default=False,
+                   help="continue the run in --out from its last checkpoint")
+    p.add_argument("--epochs", type=float)
+    p.add_argument("--max-steps", dest="max_steps", type=int, help="overrides --epochs")
+    p.add_argument("--batch-size", dest="batch_size", type=int, help="per process (default 64)")
+    p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--warmup-steps", dest="warmup_steps", type=int, help="linear lr warm-up (default 200)")
+    p.add_argument("--grad-clip", dest="grad_clip", type=float, help="max gradient norm (default 50)")
+    p.add_argument("--K", type=int, help="Glow: flow steps per level")
+    p.add_argument("--L", type=int, help="Glow: levels")
+    p.add_argument("--hidden", type=int, help="coupling network width")
+    p.add_argument("--n-bits", dest="n_bits", type=int, help="bits per pixel (mnist 8, celeba 5)")
+    p.add_argument("--size", type=int, help="image size (mnist 28, or 32 zero-padded; celeba 32)")
+    p.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CUDA only)")
+    p.add_argument("--channels-last", dest="channels_last", action=argparse.BooleanOptionalAction,
+                   help="channels_last memory layout (default: on for the CPU, off for CUDA)")
+    p.add_argument("--eval-every", dest="eval_every", type=int, help="steps; 0: only at the end")
+    p.add_argument("--eval-images", dest="eval_images", type=int, help="test images per periodic evaluation")
+    p.add_argument("--final-eval-images", dest="final_eval_images", type=int, help="default: the whole test set")
+    p.add_argument("--sample-every", dest="sample_every", type=int, help="steps; 0: never")
+    p.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, help="steps; 0: only at the end")
+    p.add_argument("--log-every", dest="log_every", type=int, help="steps between metrics.csv rows")
+    p.add_argument("--temperature", type=float, help="of the sample grids (default 0.7)")
+    p.add_argument("--max-bad-steps", dest="max_bad_steps", type=int,
+                   help="non-finite losses in a row before stopping (default 20)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--data-root", dest="data_root", help="folder holding MNIST/raw/ or celeba/")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+
+def _checkpoint_args(p, device=True) -> None:
+    p.add_argument("--checkpoint", required=True, help="checkpoint file or run folder")
+    if device:
+        p.add_argument("--device", default=None, help="default: cuda when available")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flowlib", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _train_parser(sub)
+
+    p = sub.add_parser("sample", help="write a grid of samples")
+    _checkpoint_args(p)
+    p.add_argument("--n", type=int, default=64)
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--out", default="samples.png")
+    p.add_argument("--nrow", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("eval", help="print the test bpd (importance sampled)")
+    _checkpoint_args(p)
+    p.add_argument("--importance-samples", dest="importance_samples", type=int, default=8)
+    p.add_argument("--max-images", dest="max_images", type=int, default=None)
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=256)
+    p.add_argument("--data-root", dest="data_root", default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("interpolate", help="grid of latent interpolations between test images")
+    _checkpoint_args(p)
+    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--pairs", type=int, default=4, help="rows, one pair of test images each")
+    p.add_argument("--out", default="interp.png")
+    p.add_argument("--data-root", dest="data_root", default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_interpolate)
+    return parser
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_train(args) -> int:
+    given = {k: v for k, v in vars(args).items() if k not in ("command", "func", "resume")}
+    if args.resume:
+        base = T.TrainConfig(**given)
+        out = base.out or f"runs/{base.dataset}-{base.model}"
+        stored = _stored_train_config(Path(out) / "checkpoints" / "last.pt")
+        names = {f.name for f in dataclasses.fields(T.TrainConfig)}
+        config = dataclasses.replace(T.TrainConfig(**{k: v for k, v in stored.items() if k in names}),
+                                     **{**given, "out": out})
+    else:
+        config = T.TrainConfig(**given)
+    result = T.train(config, resume=args.resume)
+    if os.environ.get("RANK", "0") == "0":
+        bpd = f"{result.test_bpd:.4f}" if result.test_bpd is not None else "-"
+        print(f"{'interrupted' if result.interrupted else 'done'}: step {result.step}, last test bpd {bpd}, "
+              f"checkpoint {result.checkpoint}")
+    return EXIT_INTERRUPTED if result.interrupted else 0
+
+
+def _stored_train_config(path) -> dict:
+    import torch
+
+    if not path.is_file():
+        raise T.CheckpointError(f"Cannot resume: no checkpoint at {path}.")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        raise T.CheckpointError(f"{path} is not a flowlib checkpoint.") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("train_config"), dict):
+        raise T.CheckpointError(f"{path} holds no training configuration: it cannot be resumed.")
+    return ckpt["train_config"]
+
+
+def _load(args):
+    import torch
+
+    device = torch.device(args.device) if args.device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model, ckpt = T.load_checkpoint(args.checkpoint, map_location=device)
+    model.eval()
+    return model, ckpt
+
+
+def _test_images(model, ckpt, data_root):
+    """The test split of the dataset the model was trained on (from its image shape)."""
+    c, size, _ = model.image_shape
+    stored = ckpt.get("train_config") or {}
+    dataset = stored.get("dataset") or ("mnist" if c == 1 else "celeba")
+    cfg = T.TrainConfig(model=ckpt["model_name"], dataset=dataset, n_bits=model.n_bits, size=size,
+                        data_root=data_root or stored.get("data_root")).resolved()
+    return T.load_images(cfg, T.TEST_SPLIT[cfg.dataset])
+
+
+def cmd_sample(args) -> int:
+    import torch
+
+    from .viz import save_grid
+
+    model, _ = _load(args)
+    if args.n < 1:
+        raise ValueError(f"--n must be at least 1, got {args.n}.")
+    images = model.sample(args.n, args.temperature, generator=torch.Generator().manual_seed(args.seed))
+    path = save_grid(images, args.out, model.n_bits, args.nrow)
+    print(f"wrote {args.n} samples at temperature {args.temperature} to {path}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    import torch
+
+    from .metrics import evaluate_bpd
+
+    model, ckpt = _load(args)
+    images = _test_images(model, ckpt, args.data_root)
+    torch.manual_seed(args.seed)
+    n = len(images) if args.max_images is None else min(args.max_images, len(images))
+    bpd = evaluate_bpd(model, images, args.batch_size, args.importance_samples, max_images=n)
+    print(f"test bpd {bpd:.4f} ({n} test images, {args.importance_samples} importance samples, "
+          f"step {ckpt.get('step')})")
+    return 0
+
+
+def cmd_interpolate(args) -> int:
+    import torch
+
+    from .viz import save_grid
+
+    model, ckpt = _load(args)
+    if args.steps < 2 or args.pairs < 1:
+        raise ValueError(f"--steps must be >= 2 and --pairs >= 1, got {args.steps} and {args.pairs}.")
+    images = _test_images(model, ckpt, args.data_root)
+    g = torch.Generator().manual_seed(args.seed)
+    idx = torch.randperm(len(images), generator=g)[:2 * args.pairs].tolist()
+    if len(idx) < 2 * args.pairs:
+        raise ValueError(f"--pairs {args.pairs} needs {2 * args.pairs} test images, there are {len(images)}.")
+    torch.manual_seed(args.seed)
+    rows = [model.interpolate(images[a], images[b], steps=args.steps) for a, b in zip(idx[::2], idx[1::2])]
+    path = save_grid(torch.cat(rows), args.out, model.n_bits, nrow=args.steps)
+    print(f"wrote {args.pairs} interpolation(s) of {args.steps} steps to {path}")
+    return 0
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
+
+
+def main(argv=None) -> int:
+    """Entry point of ``flowlib`` and ``python -m flowlib``; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    if os.environ.get("FLOWLIB_DEBUG") not in (None, "", "0"):
+        return args.func(args)
+    try:
+        return args.func(args)
+    except T.TrainingDiverged as err:
+        print(f"flowlib {args.command}: {_one_line(err)}", file=sys.stderr)
+        return EXIT_DIVERGED
+    except (ValueError, FileNotFoundError) as err:  # CheckpointError, DataNotFoundError, bad sizes
+        print(f"flowlib {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"flowlib {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
