@@ -1,0 +1,231 @@
+"""Training and sampling throughput of flowlib's Glow against normflows' Glow.
+
+    python benchmarks/train_throughput.py            # MNIST and CelebA-32, ~4 minutes on 2 CPU cores
+    python benchmarks/train_throughput.py --quick    # fewer, shorter windows (~1 minute)
+    python benchmarks/train_throughput.py --config mnist --device cuda
+
+For each architecture it builds flowlib's Glow (default memory layout and
+channels_last) and normflows' Glow with the same K, L and width, and times full
+training steps (dequantization, forward, backward, Adam) on random integer images:
+warm-up, then several timed windows, interleaving the models window by window so
+that load from other processes hits all of them alike. It prints the median
+images/s, the ratio ours / normflows, and sampling throughput (64 samples at
+temperature 0.7). Speed does not depend on the pixel values, so no data is needed.
+
+normflows' model follows its Glow example (GlowBlock, Squeeze, Merge, one
+DiagGaussian per level, LU 1x1 convs, sigmoid scale); it has no learned split
+priors, which flowlib's Glow has (a zero-initialised 3x3 conv per split), so
+flowlib does a little more work per step.
+
+glibc's malloc returns big freed buffers to the OS after every step, which makes CPU
+steps slower and noisy; unless ``--no-malloc-tuning`` is given the script re-runs
+itself with MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_ and MALLOC_TOP_PAD_ set.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "1000000000", "MALLOC_TRIM_THRESHOLD_": "1000000000",
+              "MALLOC_TOP_PAD_": "1000000000"}
+
+CONFIGS = {
+    "mnist": dict(shape=(1, 28, 28), n_bits=8, K=8, L=2, hidden=128, batch=64),
+    "celeba": dict(shape=(3, 32, 32), n_bits=5, K=8, L=3, hidden=128, batch=64),
+}
+
+
+def _maybe_reexec(args) -> None:
+    if args.no_malloc_tuning or all(os.environ.get(k) for k in MALLOC_ENV):
+        return
+    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MALLOC_ENV})
+
+
+# --------------------------------------------------------------------------- models
+
+
+def flowlib_glow(cfg, device, channels_last):
+    import torch
+
+    from flowlib import Glow
+
+    torch.manual_seed(0)
+    model = Glow(cfg["shape"], K=cfg["K"], L=cfg["L"], hidden=cfg["hidden"], n_bits=cfg["n_bits"]).to(device)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    n_bins = 2 ** cfg["n_bits"]
+
+    def loss(x):
+        return model.bpd(x.contiguous(memory_format=fmt)).mean()
+
+    def sample(n, t):
+        return model.sample(n, t)
+
+    with torch.no_grad():  # ActNorm's data-dependent init
+        model.log_prob(torch.randint(0, n_bins, (cfg["batch"], *cfg["shape"]), device=device))
+    return model, loss, sample
+
+
+def normflows_glow(cfg, device, channels_last=False):
+    """Glow as in normflows' examples/glow.ipynb (without class conditioning)."""
+    import math
+
+    import normflows as nf
+    import torch
+
+    torch.manual_seed(0)
+    c, h, w = cfg["shape"]
+    L, K = cfg["L"], cfg["K"]
+    q0, merges, flows = [], [], []
+    for i in range(L):
+        flows.append([nf.flows.GlowBlock(c * 2 ** (L + 1 - i), cfg["hidden"], split_mode="channel", scale=True)
+                      for _ in range(K)] + [nf.flows.Squeeze()])
+        if i > 0:
+            merges.append(nf.flows.Merge())
+            latent = (c * 2 ** (L - i), h // 2 ** (L - i), w // 2 ** (L - i))
+        else:
+            latent = (c * 2 ** (L + 1), h // 2 ** L, w // 2 ** L)
+        q0.append(nf.distributions.DiagGaussian(latent))
+    model = nf.MultiscaleFlow(q0, flows, merges, class_cond=False).to(device)
+    n_bins = 2 ** cfg["n_bits"]
+    d = c * h * w
+
+    def loss(x):  # dequantize to [0, 1) like nf.utils.Jitter, then bits per dim incl. the bin width
+        v = (x.float() + torch.rand_like(x, dtype=torch.float)) / n_bins
+        return (model.forward_kld(v, None) + d * math.log(n_bins)) / (d * math.log(2))
+
+    def sample(n, t):
+        return model.sample(n, temperature=t)
+
+    with torch.no_grad():
+        model.log_prob(torch.rand(cfg["batch"], c, h, w, device=device), None)
+    return model, loss, sample
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def _sync(device):
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_steps(model, loss, x, steps, device):
+    """Seconds for ``steps`` Adam steps on batch ``x``."""
+    import torch
+
+    opt = model._bench_opt
+    _sync(device)
+    t = time.perf_counter()
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        value = loss(x)
+        value.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 50.0)
+        opt.step()
+    _sync(device)
+    if not torch.isfinite(value):
+        raise RuntimeError("non-finite loss in the benchmark")
+    return time.perf_counter() - t
+
+
+def sample_time(model, sample, n, device):
+    import torch
+
+    model.eval()
+    _sync(device)
+    t = time.perf_counter()
+    with torch.no_grad():
+        sample(n, 0.7)
+    _sync(device)
+    model.train()
+    return time.perf_counter() - t
+
+
+def bench_config(name, cfg, args, device):
+    import torch
+
+    variants = {"flowlib": lambda: flowlib_glow(cfg, device, False),
+                "flowlib channels_last": lambda: flowlib_glow(cfg, device, True),
+                "normflows": lambda: normflows_glow(cfg, device)}
+    if args.no_channels_last:
+        variants.pop("flowlib channels_last")
+    built = {}
+    for key, make in variants.items():
+        model, loss, sample = make()
+        model._bench_opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+        built[key] = (model, loss, sample)
+    n_bins = 2 ** cfg["n_bits"]
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, n_bins, (cfg["batch"], *cfg["shape"]), generator=g).to(device)
+    params = {k: sum(p.numel() for p in m.parameters()) for k, (m, _, _) in built.items()}
+
+    for key, (model, loss, _) in built.items():  # warm-up
+        train_steps(model, loss, x, args.warmup, device)
+    train = {k: [] for k in built}
+    for _ in range(args.windows):  # interleaved windows
+        for key, (model, loss, _) in built.items():
+            train[key].append(args.steps * cfg["batch"] / train_steps(model, loss, x, args.steps, device))
+    samples = {k: [] for k in built}
+    for key, (model, _, sample) in built.items():
+        sample_time(model, sample, args.n_samples, device)  # warm-up (and W^-1 caches)
+    for _ in range(args.sample_windows):
+        for key, (model, _, sample) in built.items():
+            samples[key].append(args.n_samples / sample_time(model, sample, args.n_samples, device))
+
+    print(f"\n{name}: {cfg['shape']} {cfg['n_bits']}-bit, Glow K={cfg['K']} L={cfg['L']} width {cfg['hidden']}, "
+          f"batch {cfg['batch']}; median of {args.windows} windows of {args.steps} steps")
+    print(f"  {'model':24s} {'params':>10s} {'train img/s':>12s} {'(min-max)':>14s} {'sample img/s':>13s}")
+    med = {k: statistics.median(v) for k, v in train.items()}
+    smed = {k: statistics.median(v) for k, v in samples.items()}
+    for key in built:
+        lo, hi = min(train[key]), max(train[key])
+        print(f"  {key:24s} {params[key]:>10,d} {med[key]:>12.0f} {f'({lo:.0f}-{hi:.0f})':>14s} {smed[key]:>13.0f}")
+    for key in built:
+        if key != "normflows":
+            print(f"  {key} / normflows: training x{med[key] / med['normflows']:.2f}, "
+                  f"sampling x{smed[key] / smed['normflows']:.2f}")
+    return med, smed
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", choices=[*CONFIGS, "all"], default="all")
+    parser.add_argument("--quick", action="store_true", help="fewer and shorter windows")
+    parser.add_argument("--device", default=None, help="default: cuda when available")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--warmup", type=int, default=None, help="warm-up steps per model")
+    parser.add_argument("--windows", type=int, default=None, help="timed windows per model")
+    parser.add_argument("--steps", type=int, default=None, help="training steps per window")
+    parser.add_argument("--n-samples", dest="n_samples", type=int, default=64)
+    parser.add_argument("--sample-windows", dest="sample_windows", type=int, default=None)
+    parser.add_argument("--no-channels-last", dest="no_channels_last", action="store_true")
+    parser.add_argument("--no-malloc-tuning", dest="no_malloc_tuning", action="store_true",
+                        help="leave glibc malloc at its defaults")
+    args = parser.parse_args(argv)
+    _maybe_reexec(args)
+    args.warmup = args.warmup or (3 if args.quick else 5)
+    args.windows = args.windows or (3 if args.quick else 5)
+    args.steps = args.steps or (5 if args.quick else 10)
+    args.sample_windows = args.sample_windows or (2 if args.quick else 3)
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    where = (torch.cuda.get_device_name(device) if device.type == "cuda"
+             else f"CPU, {torch.get_num_threads()} threads, {os.cpu_count()} cores")
+    malloc = "tuned" if all(os.environ.get(k) for k in MALLOC_ENV) else "default"
+    print(f"torch {torch.__version__} on {where}; glibc malloc {malloc}")
+    for name in CONFIGS if args.config == "all" else [args.config]:
+        bench_config(name, CONFIGS[name], args, device)
+
+
+if __name__ == "__main__":
+    main()
