@@ -12,7 +12,7 @@ ifeq ($(origin FLOWLIB_DATA), undefined)
   endif
 endif
 
-.PHONY: setup test test-fast test-e2e train bench lab clean
+.PHONY: setup test test-fast test-grading test-e2e train bench lab clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,8 +22,11 @@ $(BIN)/.installed: pyproject.toml
 
 setup: $(BIN)/.installed
 
-test: setup  ## every test: unit tests, notebooks (nbval), autograding
-	$(BIN)/python -m pytest
+test: setup  ## the test suite: flowlib, notebooks (nbval), browser, autograder units and release check
+	$(BIN)/python -m pytest -m "not grading_e2e"
+
+test-grading: setup  ## whole autograding batches and the selfcheck of every notebook (slow)
+	$(BIN)/python -m pytest -m grading_e2e
 
 test-fast: setup  ## unit tests only, without the slow ones
 	$(BIN)/python -m pytest -m "not slow"

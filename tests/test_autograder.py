@@ -232,7 +232,7 @@ def batch(tmp_path_factory):
     root = tmp_path_factory.mktemp("batch")
     subs, out = root / "submissions", root / "out"
     synthetic.write(cases, subs)
-    proc = _cli(course, "grade", subs, "--jobs", 2, "--timeout", 30, "--memory", "2G",
+    proc = _cli(course, "grade", subs, "--jobs", 2, "--timeout", 60, "--memory", "2G",
                 "--out", out, "--gradebook", out / "gradebook.db")
     cells = json.loads(course.instructor_notebook(notebook).read_text())["cells"]
     last_exercise = [c["metadata"]["nbgrader"]["grade_id"] for c in cells
@@ -242,6 +242,7 @@ def batch(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.grading_e2e
 def test_batch_grades_every_submission_exactly(batch):
     assert batch.proc.returncode == 0, batch.proc.stderr[-3000:]
     rows = _grades(batch.out)
@@ -267,6 +268,7 @@ def test_batch_grades_every_submission_exactly(batch):
 
 
 @pytest.mark.slow
+@pytest.mark.grading_e2e
 def test_batch_reports_what_it_could_not_grade(batch):
     with (batch.out / "import_report.csv").open() as f:
         outcome = {r["student"]: r["outcome"] for r in csv.DictReader(f)}
@@ -281,6 +283,7 @@ def test_batch_reports_what_it_could_not_grade(batch):
 
 
 @pytest.mark.slow
+@pytest.mark.grading_e2e
 def test_batch_feedback_and_gradebook(batch):
     from nbgrader.api import Gradebook
 
@@ -297,9 +300,10 @@ def test_batch_feedback_and_gradebook(batch):
 
 
 @pytest.mark.slow
+@pytest.mark.grading_e2e
 def test_batch_regrade_is_idempotent_and_replaces_only_the_resubmission(batch):
     before = (batch.out / "grades.csv").read_text()
-    again = _cli(batch.course, "grade", batch.root / "submissions", "--jobs", 2, "--timeout", 30, "--memory", "2G",
+    again = _cli(batch.course, "grade", batch.root / "submissions", "--jobs", 2, "--timeout", 60, "--memory", "2G",
                  "--out", batch.out, "--gradebook", batch.out / "gradebook.db")
     assert again.returncode == 0, again.stderr[-2000:]
     assert again.stdout.count("unchanged, grade kept") == len(batch.cases) - 1  # all but wrong_name
@@ -307,7 +311,7 @@ def test_batch_regrade_is_idempotent_and_replaces_only_the_resubmission(batch):
 
     resubmitted = batch.root / "resubmission"
     synthetic.write([c for c in batch.cases if c.name == "correct"], resubmitted, students={"correct": "release"})
-    third = _cli(batch.course, "grade", resubmitted, "--timeout", 30, "--memory", "2G",
+    third = _cli(batch.course, "grade", resubmitted, "--timeout", 60, "--memory", "2G",
                  "--out", batch.out, "--gradebook", batch.out / "gradebook.db")
     assert third.returncode == 0, third.stderr[-2000:]
     old, new = list(csv.DictReader(before.splitlines())), _grades(batch.out)
@@ -346,6 +350,7 @@ def test_fixture_monkeypatch_kernel_death_in_a_test_and_loops(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.grading_e2e
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
 def test_selfcheck_all_notebooks(notebook, monkeypatch):
     """Instructor version: full marks; unmodified student version: zero; no crash."""
