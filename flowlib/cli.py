@@ -47,6 +47,8 @@ def _train_parser(sub) -> None:
     p.add_argument("--K", type=int, help="Glow: flow steps per level")
     p.add_argument("--L", type=int, help="Glow: levels")
     p.add_argument("--hidden", type=int, help="coupling network width")
+    p.add_argument("--preprocess", choices=sorted(T.PREPROCESS),
+                   help="Glow: logit transform (mnist default) or centring to [-0.5, 0.5) (celeba)")
     p.add_argument("--n-bits", dest="n_bits", type=int, help="bits per pixel (mnist 8, celeba 5)")
     p.add_argument("--size", type=int, help="image size (mnist 28, or 32 zero-padded; celeba 32)")
     p.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")

@@ -80,16 +80,20 @@ MODELS = {
 }
 MODEL_CLASSES = {cls.__name__: cls for cls, _ in MODELS.values()}
 
-# Per-dataset defaults. MNIST Glow: K=4, L=2, width 64 trains at ~1,100 img/s on the
-# 2-core CPU and reaches ~1.6 test bpd in 2 epochs (~2 minutes); CelebA follows Glow's
-# 5-bit 32x32 setting with a CPU-sized width (GPU users raise --hidden to 512).
+# Per-dataset defaults (``glow`` holds the Glow-only ones).
+# MNIST Glow: K=4, L=2, width 64 (~1,250 img/s on the 2-core CPU: an epoch in under a
+# minute) with the logit preprocessing, which learns MNIST's flat black background far
+# faster than Glow's centring: 1.87 test bpd after 200 steps, against 5.13 centred.
+# CelebA follows Glow's 5-bit 32x32 setting (centred) with a CPU-sized width (GPU: --hidden 512).
 DATASETS = {
-    "mnist": dict(channels=1, n_bits=8, size=28, epochs=2, glow=dict(K=4, L=2, hidden=64)),
-    "celeba": dict(channels=3, n_bits=5, size=32, epochs=10, glow=dict(K=8, L=3, hidden=128)),
+    "mnist": dict(channels=1, n_bits=8, size=28, epochs=2, glow=dict(K=4, L=2, hidden=64, preprocess="logit")),
+    "celeba": dict(channels=3, n_bits=5, size=32, epochs=10, glow=dict(K=8, L=3, hidden=128, preprocess="center")),
 }
+PREPROCESS = {"logit": 1e-5, "center": None}  # --preprocess -> Glow's logit_alpha
 TEST_SPLIT = {"mnist": "test", "celeba": "test"}
 # Fields that must match between a checkpoint and the run that resumes it.
-IDENTITY_FIELDS = ("model", "dataset", "n_bits", "size", "K", "L", "hidden", "batch_size", "seed")
+IDENTITY_FIELDS = ("model", "dataset", "n_bits", "size", "K", "L", "hidden", "preprocess", "batch_size",
+                   "seed")
 
 
 class CheckpointError(ValueError):
@@ -105,12 +109,13 @@ class TrainConfig:
     """Everything that defines a training run. ``None`` means "the dataset's default".
 
     Architecture: ``model`` ("simple", "vardeq", "multiscale", "glow"); ``K``, ``L``
-    (Glow only) and ``hidden`` (coupling width). Data: ``dataset`` ("mnist", "celeba"),
+    and ``preprocess`` (Glow only: "logit", or "center" as in openai/glow) and
+    ``hidden`` (coupling width). Data: ``dataset`` ("mnist", "celeba"),
     ``n_bits``, ``size`` (MNIST: 28, or 32 = zero-padded), ``data_root``.
     Length: ``max_steps`` if set, else ``epochs``. Optimisation: Adam(``lr``) with a
     linear warm-up over ``warmup_steps``, gradient norm clipped to ``grad_clip``.
-    Evaluation every ``eval_every`` steps on the first ``eval_images`` test images
-    (0 turns it off), and at the end on ``final_eval_images`` (None: the whole test
+    Evaluation every ``eval_every`` steps on ``eval_images`` test images (a fixed random
+    subset; 0 turns it off), and at the end on ``final_eval_images`` (None: the whole test
     set). Samples: ``n_samples`` images at ``temperature`` every ``sample_every``
     steps from latents fixed by ``sample_seed``. Checkpoint every ``checkpoint_every``
     steps and at the end.
@@ -124,6 +129,7 @@ class TrainConfig:
     K: int | None = None
     L: int | None = None
     hidden: int | None = None
+    preprocess: str | None = None
     batch_size: int = 64
     lr: float = 1e-3
     warmup_steps: int = 200
@@ -164,9 +170,15 @@ class TrainConfig:
             K=self.K if self.K is not None else arch.get("K"),
             L=self.L if self.L is not None else arch.get("L"),
             hidden=self.hidden if self.hidden is not None else arch.get("hidden"),
+            preprocess=self.preprocess if self.preprocess is not None else arch.get("preprocess"),
             epochs=self.epochs if self.epochs is not None or self.max_steps else d["epochs"],
             out=self.out or f"runs/{self.dataset}-{self.model}",
         )
+        if cfg.model == "glow" and cfg.preprocess not in PREPROCESS:
+            raise ValueError(f"preprocess must be one of {', '.join(PREPROCESS)}, got {cfg.preprocess!r}.")
+        if cfg.model != "glow" and cfg.preprocess not in (None, "logit"):
+            raise ValueError(f"The {cfg.model} flow always uses the logit preprocessing; "
+                             f"--preprocess {cfg.preprocess} is for Glow only.")
         if cfg.dataset == "mnist" and cfg.size not in (28, 32):
             raise ValueError(f"MNIST images are 28x28 (or 32x32 zero-padded): --size must be 28 or 32, got {cfg.size}.")
         for name in ("batch_size", "eval_batch_size", "init_batch_size", "log_every", "max_bad_steps"):
@@ -584,7 +596,10 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     shape = (DATASETS[cfg.dataset]["channels"], cfg.size, cfg.size)
     # Build once before touching data or processes, so bad sizes/levels fail fast.
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, shape, n_bits=cfg.n_bits, K=cfg.K, L=cfg.L, hidden=cfg.hidden)
+    arch = dict(K=cfg.K, L=cfg.L, hidden=cfg.hidden)
+    if cfg.model == "glow":
+        arch["logit_alpha"] = PREPROCESS[cfg.preprocess]
+    model = build_model(cfg.model, shape, n_bits=cfg.n_bits, **arch)
     dd = _Distributed(cfg.device)
     try:
         return _train(cfg, model, dd, out, ckpt_file, ckpt)
@@ -602,7 +617,10 @@ def _train(cfg: TrainConfig, model: nn.Module, dd: _Distributed, out: Path, ckpt
     if dd.enabled and not main:
         dist.barrier()
     train_images = load_images(cfg, "train")
-    test_images = load_images(cfg, TEST_SPLIT[cfg.dataset]) if main else None
+    test_images = None
+    if main:  # shuffled once with a fixed seed: periodic evaluations use a fair fixed subset
+        test_images = load_images(cfg, TEST_SPLIT[cfg.dataset])  # (MNIST's first 5,000 are easier)
+        test_images = test_images[torch.randperm(len(test_images), generator=torch.Generator().manual_seed(0))]
     if dd.enabled and main:
         dist.barrier()
     batches = ShardedBatches(len(train_images), cfg.batch_size, cfg.seed, dd.rank, dd.world)
@@ -628,6 +646,10 @@ def _train(cfg: TrainConfig, model: nn.Module, dd: _Distributed, out: Path, ckpt
                                   f"{' '.join(str(err).split())[:300]}") from None
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
+        # This run's lr wins over the stored one (e.g. lowered after a divergence).
+        scheduler.base_lrs = [cfg.lr] * len(optimizer.param_groups)
+        for group in optimizer.param_groups:
+            group["initial_lr"], group["lr"] = cfg.lr, cfg.lr * scheduler.lr_lambdas[0](scheduler.last_epoch)
         step, skipped = ckpt["step"], ckpt.get("skipped_steps", 0)
         wall_time, last_test = ckpt.get("wall_time", 0.0), ckpt.get("test_bpd")
         rngs = ckpt.get("rng") or []

@@ -27,6 +27,7 @@ CONFIGS = {
     "multiscale": lambda: MultiscaleFlow(SHAPE, hidden=(8, 8, 8)),
     **{f"glow-{p}-{c}": (lambda p=p, c=c: Glow(SHAPE, K=2, L=2, hidden=8, permutation=p, coupling=c))
        for p in PERMUTATIONS for c in COUPLINGS},
+    "glow-logit": lambda: Glow(SHAPE, K=2, L=2, hidden=8, logit_alpha=1e-5),
     "glow-fixed-top": lambda: Glow(SHAPE, K=1, L=3, hidden=8, learn_top_prior=False),
     "glow-classes": lambda: Glow((3, 4, 4), K=1, L=2, hidden=8, n_classes=3),
 }
@@ -180,6 +181,7 @@ def test_glow_rejects_sizes_the_levels_cannot_squeeze():
     (dict(coupling="spline"), "coupling must be one of"),
     (dict(K=0), "K and L must be at least 1"),
     (dict(n_bits=9), "n_bits must be an integer from 1 to 8"),
+    (dict(logit_alpha=1.0), r"alpha must be in \[0, 1\)"),
 ])
 def test_glow_rejects_bad_settings(kwargs, match):
     with pytest.raises(ValueError, match=match):
