@@ -6,6 +6,8 @@
     flowlib sample --checkpoint runs/mnist-glow --n 64 --temperature 0.7 --out samples.png
     flowlib eval --checkpoint runs/mnist-glow --importance-samples 8
     flowlib interpolate --checkpoint runs/mnist-glow --steps 8 --out interp.png
+    flowlib pretrained [--check | --full]          # the shipped checkpoints, re-evaluated
+    flowlib export runs/mnist-glow mnist_glow --command "flowlib train ..." --data "MNIST, 60,000"
 
 ``--checkpoint`` takes a checkpoint file or a run folder (its checkpoints/last.pt).
 
@@ -108,7 +110,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", dest="data_root", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_interpolate)
+
+    p = sub.add_parser("pretrained", help="the shipped checkpoints in data/pretrained/ and their test bpd")
+    p.add_argument("--check", action="store_true",
+                   help="re-evaluate each on its recorded test subset; exit 1 if off by more than --tolerance")
+    p.add_argument("--full", action="store_true", help="re-evaluate each on the whole test set")
+    p.add_argument("--tolerance", type=float, default=0.01)
+    p.add_argument("--data-root", dest="data_root", default=None)
+    p.set_defaults(func=cmd_pretrained)
+
+    p = sub.add_parser("export", help="evaluate a run and ship it as data/pretrained/NAME.pt")
+    p.add_argument("run", help="run folder or checkpoint file")
+    p.add_argument("name", help="one of: " + ", ".join(_catalogue()))
+    p.add_argument("--command", required=True, help="the exact training command(s) that made it")
+    p.add_argument("--data", required=True, help="the data it was trained on")
+    p.add_argument("--hardware", default=None, help="default: as recorded by the run, else this machine")
+    p.add_argument("--data-root", dest="data_root", default=None)
+    p.set_defaults(func=cmd_export)
     return parser
+
+
+def _catalogue():
+    from .pretrained import CATALOGUE
+
+    return CATALOGUE
 
 
 # --------------------------------------------------------------------------- commands
@@ -157,13 +182,10 @@ def _load(args):
 
 
 def _test_images(model, ckpt, data_root):
-    """The test split of the dataset the model was trained on (from its image shape)."""
-    c, size, _ = model.image_shape
-    stored = ckpt.get("train_config") or {}
-    dataset = stored.get("dataset") or ("mnist" if c == 1 else "celeba")
-    cfg = T.TrainConfig(model=ckpt["model_name"], dataset=dataset, n_bits=model.n_bits, size=size,
-                        data_root=data_root or stored.get("data_root")).resolved()
-    return T.load_images(cfg, T.TEST_SPLIT[cfg.dataset])
+    """The test split of the dataset the model was trained on."""
+    from .pretrained import test_images
+
+    return test_images(ckpt, data_root or (ckpt.get("train_config") or {}).get("data_root"))
 
 
 def cmd_sample(args) -> int:
@@ -212,6 +234,36 @@ def cmd_interpolate(args) -> int:
     rows = [model.interpolate(images[a], images[b], steps=args.steps) for a, b in zip(idx[::2], idx[1::2])]
     path = save_grid(torch.cat(rows), args.out, model.n_bits, nrow=args.steps)
     print(f"wrote {args.pairs} interpolation(s) of {args.steps} steps to {path}")
+    return 0
+
+
+def cmd_pretrained(args) -> int:
+    from . import pretrained as P
+
+    names = P.available()
+    if not names:
+        print(f"No pretrained checkpoints in {P.pretrained_dir()}.")
+        return 0
+    print(f"{'name':18} {'test bpd':>8} {'images':>6} {'IS':>3} {'steps':>7}  hardware")
+    for name in names:
+        r = P.load_pretrained(name)[1]
+        print(f"{name:18} {r['test_bpd']:8.4f} {r['test_images']:6d} {r['importance_samples']:3d} "
+              f"{r['steps']:7d}  {r['hardware']}")
+    if not (args.check or args.full):
+        return 0
+    rows = P.check(names, data_root=args.data_root, full=args.full)
+    bad = [r for r in rows if abs(r["difference"]) > args.tolerance]
+    for r in bad:
+        print(f"{r['name']}: measured {r['measured']:.4f}, recorded {r['recorded']:.4f}: off by more than "
+              f"{args.tolerance}", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def cmd_export(args) -> int:
+    from .pretrained import export
+
+    export(args.run, args.name, command=args.command, data=args.data, hardware=args.hardware,
+           data_root=args.data_root)
     return 0
 
 

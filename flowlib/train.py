@@ -50,6 +50,7 @@ import inspect
 import json
 import math
 import os
+import platform
 import random
 import re
 import signal
@@ -699,6 +700,8 @@ def _train(cfg: TrainConfig, model: nn.Module, dd: _Distributed, out: Path, ckpt
         save_grid(images, out / "samples" / f"step_{at_step:06d}.png", cfg.n_bits,
                   nrow=max(1, int(math.sqrt(cfg.n_samples))))
 
+    hardware = f"{_device_description(device, dd.world)}, {platform.processor() or platform.machine()}"
+
     def save(at_step, all_ranks=True):
         """Checkpoint (rank 0 writes). ``all_ranks``: gather every rank's RNG state (collective)."""
         rngs = [rng_state()]
@@ -711,7 +714,7 @@ def _train(cfg: TrainConfig, model: nn.Module, dd: _Distributed, out: Path, ckpt
             return save_checkpoint(
                 ckpt_file, model, optimizer, scheduler, train_config=cfg, rng=rngs, step=at_step,
                 epoch=batches.position(at_step)[0], batch_in_epoch=batches.position(at_step)[1],
-                skipped_steps=skipped, wall_time=wall_time, test_bpd=last_test)
+                skipped_steps=skipped, wall_time=wall_time, test_bpd=last_test, hardware=hardware)
         except ValueError as err:
             log(f"{err} Last good checkpoint kept: {ckpt_file if ckpt_file.exists() else 'none'}.")
             return None
