@@ -22,10 +22,10 @@ $(BIN)/.installed: pyproject.toml
 
 setup: $(BIN)/.installed
 
-test: setup  ## the test suite: flowlib, notebooks (nbval), browser, autograder units and release check
-	$(BIN)/python -m pytest -m "not grading_e2e"
+test: setup  ## everything: flowlib, notebooks (nbval), browser, autograding batches, selfcheck, release
+	$(BIN)/python -m pytest
 
-test-grading: setup  ## whole autograding batches and the selfcheck of every notebook (slow)
+test-grading: setup  ## only the whole autograding batches and the selfcheck of every notebook
 	$(BIN)/python -m pytest -m grading_e2e
 
 test-fast: setup  ## unit tests only, without the slow ones
