@@ -1,12 +1,17 @@
 """Correctness checks shared by the tests, the notebooks and the autograder.
 
-Every check takes a flow layer (anything with ``forward(x) -> (z, logdet)`` and
+Every flow check takes a flow layer (anything with ``forward(x) -> (z, logdet)`` and
 ``inverse(z) -> (x, logdet)``, or a ``(forward, inverse)`` pair of functions)
 and an input batch. It returns the error it measured, or raises
 :class:`FlowCheckError` with a message that says what failed, by how much and
 what the likely cause is.
 
 Use float64 layers and inputs for the tight tolerances (``layer.double()``).
+
+Two helpers for the notebooks' checks: :func:`check_close` compares one tensor with its
+expected value (it raises :class:`FlowCheckError` too, naming the likely mistake), and
+:func:`perturb_` moves a freshly built (near-identity) flow away from the identity so that
+the checks can tell right from wrong.
 """
 from __future__ import annotations
 
@@ -14,8 +19,8 @@ import math
 
 import torch
 
-__all__ = ["FlowCheckError", "check_invertibility", "check_logdet", "check_logdet_consistency",
-           "check_flow", "flat_model_flow", "jacobian_logdet"]
+__all__ = ["FlowCheckError", "check_close", "check_invertibility", "check_logdet", "check_logdet_consistency",
+           "check_flow", "flat_model_flow", "jacobian_logdet", "perturb_"]
 
 
 class FlowCheckError(AssertionError):
@@ -51,6 +56,37 @@ def _call(fn, x, direction: str, **kwargs):
     if not torch.isfinite(logdet).all():
         raise FlowCheckError(f"{direction}: logdet contains NaN or inf: {logdet}. Look for log(0) or exp overflow.")
     return y, logdet
+
+
+def check_close(ours, true, what: str, wrong_answers=(), nan_hint: str | None = None,
+                rtol: float = 1e-6) -> float:
+    """``ours`` must be a tensor of ``true``'s shape and values; returns the largest difference.
+
+    Compared in float64 with tolerance ``rtol * (1 + max|true|)``. ``wrong_answers`` holds
+    ``(hint, value)`` pairs, the results of common mistakes: when ``ours`` matches one of
+    them, its hint is the message. ``nan_hint`` is the likely cause of a NaN in ``ours``.
+    ``what`` names the quantity in the messages.
+    """
+    true = torch.as_tensor(true)
+    if not isinstance(ours, torch.Tensor):
+        raise FlowCheckError(f"{what}: expected a torch.Tensor, got {type(ours).__name__}.")
+    if ours.shape != true.shape:
+        raise FlowCheckError(f"{what}: expected shape {tuple(true.shape)}, got {tuple(ours.shape)}.")
+    ours_d, true_d = ours.detach().double().cpu(), true.detach().double().cpu()
+    if torch.isnan(ours_d).any() and nan_hint:
+        raise FlowCheckError(f"{what} contains NaN. Likely cause: {nan_hint}.")
+    tol = rtol * (1 + true_d.abs().max().item())
+    err = (ours_d - true_d).abs().max().item()  # NaN when ours has a NaN
+    if err <= tol:
+        return err
+    for hint, wrong in wrong_answers:
+        wrong = torch.as_tensor(wrong).detach().double().cpu()
+        if wrong.shape == ours_d.shape and torch.allclose(ours_d, wrong, rtol=0, atol=tol, equal_nan=True):
+            off = f" (off by up to {err:.3g})" if math.isfinite(err) else ""
+            raise FlowCheckError(f"{what} is wrong{off}. Likely cause: {hint}.")
+    raise FlowCheckError(f"{what} is wrong: off by up to {err:.3g} (tolerance {tol:.1g}). "
+                         f"First values: yours {ours_d.flatten()[:4].tolist()}, "
+                         f"expected {true_d.flatten()[:4].tolist()}.")
 
 
 def _tolerance(dtype: torch.dtype, tol64: float, tol32: float) -> float:
@@ -201,6 +237,25 @@ def flat_model_flow(model):
         return model.flow_inverse(latents, y=y)
 
     return forward, inverse
+
+
+def perturb_(module: torch.nn.Module, *, scale: float = 0.05, seed: int = 0) -> torch.nn.Module:
+    """Add ``scale`` * N(0, 1) noise to every parameter, in place, and mark ActNorm layers
+    initialised; returns ``module``.
+
+    A freshly built flow is close to the identity (zero-initialised couplings and priors),
+    and a check on an identity map cannot tell a right answer from a wrong one. The noise
+    is drawn in float64 from a generator seeded with ``seed``, so it is the same for every
+    dtype and device.
+    """
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=g, dtype=torch.float64).to(p.device, p.dtype))
+        for m in module.modules():
+            if isinstance(getattr(m, "initialized", None), torch.Tensor):  # ActNorm's data-dependent init
+                m.initialized.fill_(True)
+    return module
 
 
 def _fmt(t: torch.Tensor, n: int = 3) -> str:

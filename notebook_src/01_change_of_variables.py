@@ -41,6 +41,7 @@ from torch import nn
 import flowlib
 import flowlib.course
 from flowlib import checks
+from flowlib.checks import check_close
 from flowlib.course import needs, passed
 
 FAST = flowlib.course.fast_mode()
@@ -135,33 +136,6 @@ interact(show_pushforward_1d, a=FloatSlider(value=2.0, min=0.0, max=4.0, step=0.
 # logs (use `torch.log`, `torch.abs`), and do not assume that $f$ is increasing.
 
 # %% [readonly] nb01_check_helpers
-def compare(ours, true, what, wrong_answers=(), nan_hint=None, rtol=1e-6):
-    """Raise an AssertionError that says what is wrong when `ours` differs from `true`.
-
-    `wrong_answers` holds (hint, value) pairs: the results of common mistakes. When
-    `ours` matches one of them, its hint is the message.
-    """
-    true = torch.as_tensor(true)
-    if not isinstance(ours, torch.Tensor):
-        raise AssertionError(f"{what}: expected a torch.Tensor, got {type(ours).__name__}.")
-    if ours.shape != true.shape:
-        raise AssertionError(f"{what}: expected shape {tuple(true.shape)}, got {tuple(ours.shape)}.")
-    ours_d, true_d = ours.detach().double(), true.detach().double()
-    if torch.isnan(ours_d).any() and nan_hint:
-        raise AssertionError(f"{what} contains NaN. Likely cause: {nan_hint}.")
-    tol = rtol * (1 + true_d.abs().max().item())
-    err = (ours_d - true_d).abs().max().item()
-    if err <= tol:
-        return err
-    for hint, wrong in wrong_answers:
-        wrong = torch.as_tensor(wrong).detach().double()
-        if wrong.shape == ours_d.shape and torch.allclose(ours_d, wrong, rtol=0, atol=tol, equal_nan=True):
-            raise AssertionError(f"{what} is wrong (off by up to {err:.3g}). Likely cause: {hint}.")
-    raise AssertionError(f"{what} is wrong: off by up to {err:.3g} (tolerance {tol:.1g}). "
-                         f"First values: yours {ours_d.flatten()[:3].tolist()}, "
-                         f"expected {true_d.flatten()[:3].tolist()}.")
-
-
 def integrate_1d(log_density, lo, hi, n=200_001):
     """The trapezoid rule for the integral of exp(log_density) over [lo, hi], in float64."""
     x = torch.linspace(lo, hi, n, dtype=torch.float64)
@@ -190,7 +164,7 @@ x = torch.linspace(-6, 6, 101, dtype=torch.float64)
 f, df = (lambda x: (x - 1) / 2), (lambda x: torch.full_like(x, 0.5))
 with needs("Exercise 1.1 (pushforward_log_prob)"):
     ours = pushforward_log_prob(x, f, df, normal.log_prob)
-compare(ours, torch.distributions.Normal(1.0, 2.0).log_prob(x), "log p_X for X = 1 + 2Z", [
+check_close(ours, torch.distributions.Normal(1.0, 2.0).log_prob(x), "log p_X for X = 1 + 2Z", [
     ("the log|f'(x)| term is missing", normal.log_prob(f(x))),
     ("the log|f'(x)| term has the wrong sign: add it, do not subtract it", normal.log_prob(f(x)) + math.log(2)),
     ("log p_Z is evaluated at x instead of at z = f(x)", normal.log_prob(x) + math.log(0.5)),
@@ -201,9 +175,9 @@ compare(ours, torch.distributions.Normal(1.0, 2.0).log_prob(x), "log p_X for X =
 f, df = (lambda x: -x ** 3 - x), (lambda x: -3 * x ** 2 - 1)
 with needs("Exercise 1.1 (pushforward_log_prob)"):
     ours = pushforward_log_prob(x, f, df, normal.log_prob)
-compare(ours, normal.log_prob(f(x)) + torch.log(3 * x ** 2 + 1), "log p_X for f(x) = -x^3 - x",
-        nan_hint="log of a negative number: this f is decreasing, so f'(x) < 0; "
-                 "the formula uses |f'(x)|")
+check_close(ours, normal.log_prob(f(x)) + torch.log(3 * x ** 2 + 1), "log p_X for f(x) = -x^3 - x",
+            nan_hint="log of a negative number: this f is decreasing, so f'(x) < 0; "
+                     "the formula uses |f'(x)|")
 total = integrate_1d(lambda t: pushforward_log_prob(t, f, df, normal.log_prob), -4, 4)
 assert abs(total - 1) < 1e-6, f"The density integrates to {total:.6f}, not 1."
 passed("Exercise 1.1 (pushforward_log_prob)")
@@ -432,7 +406,7 @@ with needs("Exercise 1.2 (ElementwiseAffine)"):
     z, logdet = layer(x)
     # invertibility, forward/inverse log-dets cancel, log-det equals autograd's
     checks.check_flow(layer, x)
-compare(z, x * torch.exp(layer.log_scale) + layer.shift, "forward's z", [
+check_close(z, x * torch.exp(layer.log_scale) + layer.shift, "forward's z", [
     ("forward computes the inverse map: forward is data -> latent, z = x * exp(log_scale) + shift",
      (x - layer.shift) * torch.exp(-layer.log_scale))])
 no_grad_hint = ("logdet is not connected to log_scale for autograd: build it from self.log_scale with "
@@ -527,8 +501,8 @@ x = 2 * torch.randn(6, 5, dtype=torch.float64)
 s = torch.sigmoid(x)
 with needs("Exercise 1.3 (Sigmoid)"):
     z, logdet = Sigmoid()(x)
-compare(z, s, "forward's z")
-compare(logdet, torch.log(s * (1 - s)).sum(1), "forward's logdet", [
+check_close(z, s, "forward's z")
+check_close(logdet, torch.log(s * (1 - s)).sum(1), "forward's logdet", [
     ("only log(sigmoid(x)) is summed: sigmoid'(x) = sigmoid(x) * (1 - sigmoid(x))", torch.log(s).sum(1)),
     ("sigmoid'(x) is summed without the log", (s * (1 - s)).sum(1)),
     ("the log-det has the wrong sign: forward returns +sum log sigmoid'(x)", -torch.log(s * (1 - s)).sum(1)),

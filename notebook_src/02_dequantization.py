@@ -35,6 +35,7 @@ from torch.nn import functional as F
 import flowlib
 import flowlib.course
 from flowlib import checks
+from flowlib.checks import check_close
 from flowlib.course import needs, passed
 from flowlib.data import MNIST, quantize
 from flowlib.layers.dequantization import keep_off_bin_edges
@@ -237,34 +238,6 @@ interact(show_spikes, log10_sigma=FloatSlider(value=-1.0, min=-2.0, max=0.5, ste
 # * `logdet` has shape `(batch,)`, one value per image, the same for every image here.
 #   $D$ is the number of entries of one sample, `x[0].numel()`.
 
-# %% [readonly] nb02_check_helpers
-def compare(ours, true, what, wrong_answers=(), nan_hint=None, rtol=1e-6):
-    """Raise an AssertionError that says what is wrong when `ours` differs from `true`.
-
-    `wrong_answers` holds (hint, value) pairs: the results of common mistakes. When
-    `ours` matches one of them, its hint is the message.
-    """
-    true = torch.as_tensor(true)
-    if not isinstance(ours, torch.Tensor):
-        raise AssertionError(f"{what}: expected a torch.Tensor, got {type(ours).__name__}.")
-    if ours.shape != true.shape:
-        raise AssertionError(f"{what}: expected shape {tuple(true.shape)}, got {tuple(ours.shape)}.")
-    ours_d, true_d = ours.detach().double(), true.detach().double()
-    if torch.isnan(ours_d).any() and nan_hint:
-        raise AssertionError(f"{what} contains NaN. Likely cause: {nan_hint}.")
-    tol = rtol * (1 + true_d.abs().max().item())
-    err = (ours_d - true_d).abs().max().item()
-    if err <= tol:
-        return err
-    for hint, wrong in wrong_answers:
-        wrong = torch.as_tensor(wrong).detach().double()
-        if wrong.shape == ours_d.shape and torch.allclose(ours_d, wrong, rtol=0, atol=tol, equal_nan=True):
-            raise AssertionError(f"{what} is wrong (off by up to {err:.3g}). Likely cause: {hint}.")
-    raise AssertionError(f"{what} is wrong: off by up to {err:.3g} (tolerance {tol:.1g}). "
-                         f"First values: yours {ours_d.flatten()[:3].tolist()}, "
-                         f"expected {true_d.flatten()[:3].tolist()}.")
-
-
 # %% [solution] nb02_dequantize
 class Dequantize(nn.Module):
     """Integer pixels 0 .. 2**n_bits - 1  <->  continuous values in [0, 1)."""
@@ -309,7 +282,7 @@ with needs("Exercise 2.1 (Dequantize)"):
 assert v.shape == x.shape, f"v must have the shape of x, {tuple(x.shape)}; got {tuple(v.shape)}."
 assert ((v >= x / 8) & (v < (x + 1) / 8)).all(), (
     "Each v must lie in its pixel's bin [x / n_bins, (x + 1) / n_bins): v = (x + u) / n_bins.")
-compare(x_back, x, "inverse(forward(x))", [
+check_close(x_back, x, "inverse(forward(x))", [
     ("inverse rounds to the nearest integer: use torch.floor, since v * n_bins lies in [x, x + 1)",
      torch.round(v * 8).clamp(0, 7))])
 v2, _ = deq(x)
@@ -321,25 +294,25 @@ half.noise = lambda t: torch.full_like(t, 0.5)
 v_half = half(x)[0]
 assert torch.equal(v_half, (x + 0.5) / 8) or not ((v_half >= x / 8) & (v_half < (x + 1) / 8)).all(), (
     "forward does not take its noise from self.noise(x): call it instead of torch.rand_like.")
-compare(v_half, (x + 0.5) / 8, "forward with u = 1/2", [
+check_close(v_half, (x + 0.5) / 8, "forward with u = 1/2", [
     ("v is not divided by n_bins", x + 0.5), ("u is added after dividing by n_bins", x / 8 + 0.5)])
 
 # The log-dets: each of the D = 6 entries is scaled by 1/n_bins.
 true_ld = torch.full((4,), -6 * math.log(8), dtype=torch.float64)
-compare(logdet, true_ld, "forward's logdet", [
+check_close(logdet, true_ld, "forward's logdet", [
     ("it is zero: the scaling by 1/n_bins changes volume, log-det -D*log(n_bins)", torch.zeros(4)),
     ("it has the wrong sign: forward shrinks by 1/n_bins, so its log-det is negative", -true_ld),
     ("it is -log(n_bins) for the whole image: every one of the D entries contributes -log(n_bins)",
      torch.full((4,), -math.log(8))),
     ("it is in bits: use the natural log, D*log(n_bins) = D*n_bits*log(2)", torch.full((4,), -6 * 3.0)),
 ])
-compare(deq.inverse(v)[1], -true_ld, "inverse's logdet", [
+check_close(deq.inverse(v)[1], -true_ld, "inverse's logdet", [
     ("inverse returns the same log-det as forward: it should return the negative", true_ld)])
 
 # inverse clamps values just outside [0, 1) into the valid levels
 edge = torch.tensor([[0.0, 0.99999, 1.0, -0.01, 1.2]], dtype=torch.float64)
-compare(deq.inverse(edge)[0], torch.tensor([[0.0, 7.0, 7.0, 0.0, 7.0]], dtype=torch.float64),
-        "inverse at the edges", [("the result is not clamped to 0 .. n_bins - 1", torch.floor(edge * 8))])
+check_close(deq.inverse(edge)[0], torch.tensor([[0.0, 7.0, 7.0, 0.0, 7.0]], dtype=torch.float64),
+            "inverse at the edges", [("the result is not clamped to 0 .. n_bins - 1", torch.floor(edge * 8))])
 
 # log-det against autograd, invertibility, cancelling log-dets (flowlib.checks)
 checks.check_flow(deq, x)
@@ -488,7 +461,7 @@ y = alpha / 2 + (1 - alpha) * v
 true = (math.log(1 - alpha) - torch.log(y * (1 - y))).sum(1)
 with needs("Exercise 2.2 (Logit)"):
     z, logdet = Logit(alpha)(v)
-compare(logdet, true, "forward's logdet", [
+check_close(logdet, true, "forward's logdet", [
     ("the squeeze's term is missing: y = alpha/2 + (1 - alpha) v adds log(1 - alpha) per dimension, "
      "D * log(1 - alpha) in all", true - 12 * math.log(1 - alpha)),
     ("the squeeze's term has the wrong sign: dy/dv = 1 - alpha, so add log(1 - alpha) per dimension",
@@ -501,7 +474,7 @@ compare(logdet, true, "forward's logdet", [
 ])
 with needs("Exercise 2.2 (Logit)"):
     _, logdet_inverse = Logit(alpha).inverse(z)
-compare(logdet_inverse, -true, "inverse's logdet", [
+check_close(logdet_inverse, -true, "inverse's logdet", [
     ("inverse returns the same log-det as forward: it should return the negative", true),
     ("the squeeze's term is missing in inverse: undoing the squeeze adds -log(1 - alpha) per dimension",
      -(true - 12 * math.log(1 - alpha))),
@@ -614,7 +587,7 @@ lp = torch.tensor([0.0, 1000.0, -500.0], dtype=torch.float64)
 with needs("Exercise 2.3 (bits_per_dim)"):
     ours = bits_per_dim(lp, 784, 8)
 true = 8 - lp / (784 * math.log(2))
-compare(ours, true, "bits_per_dim(log_p_v, 784, 8)", [
+check_close(ours, true, "bits_per_dim(log_p_v, 784, 8)", [
     ("it is n_bits too low: the discretization term -D*log(n_bins) is missing "
      "(a uniform model, log p(v) = 0, must score exactly n_bits)", -lp / (784 * math.log(2))),
     ("it is in nats per dimension: divide by log(2) to get bits", true * math.log(2)),
@@ -625,7 +598,7 @@ compare(ours, true, "bits_per_dim(log_p_v, 784, 8)", [
     ("the sign is flipped: bpd is the NEGATIVE log-likelihood", -true),
 ])
 # the uniform density on [0, 1)^D knows nothing: exactly n_bits
-compare(bits_per_dim(torch.zeros(2), 3 * 32 * 32, 5), torch.full((2,), 5.0), "bpd of the uniform model at 5 bits")
+check_close(bits_per_dim(torch.zeros(2), 3 * 32 * 32, 5), torch.full((2,), 5.0), "bpd of the uniform model at 5 bits")
 passed("Exercise 2.3 (bits_per_dim)")
 
 ### BEGIN HIDDEN TESTS

@@ -41,28 +41,17 @@ from tqdm.auto import tqdm
 import flowlib
 import flowlib.course
 from flowlib import checks
+from flowlib.checks import check_close
 from flowlib.course import needs, passed
 from flowlib.data import MNIST, repo_data_dir
 from flowlib.layers import FlowSequential, MaskedAffineCoupling, channel_mask
 from flowlib.metrics import evaluate_bpd
 from flowlib.models import SimpleFlow
-from flowlib.viz import make_grid
+from flowlib.viz import show_grid
 
 FAST = flowlib.course.fast_mode()
 device = flowlib.course.device()
 torch.manual_seed(0)
-
-
-def show_images(images, n_bits=8, nrow=8, title=None, ax=None, scale=1.0):
-    """Draw integer images (N, C, H, W) as one grid."""
-    grid = make_grid(images, n_bits=n_bits, nrow=nrow)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(scale * grid.shape[1] / 40, scale * grid.shape[0] / 40))
-    ax.imshow(grid[:, :, 0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-    ax.set_axis_off()
-    if title:
-        ax.set_title(title)
-    return ax
 
 
 def random_net(channels, hidden=16, seed=0):
@@ -142,32 +131,6 @@ plt.show()
 # shape `(1, 1, height, width)` (so that it broadcasts over a batch of images) with a 1
 # where `row + col` is even and a 0 where it is odd; with `invert=True` the other way round.
 # The top-left pixel is a 1. Hint: `torch.arange` and broadcasting, no loops needed.
-
-# %% [readonly] nb03_check_helpers
-def compare(ours, true, what, wrong_answers=(), rtol=1e-6):
-    """Raise an AssertionError that says what is wrong when `ours` differs from `true`.
-
-    `wrong_answers` holds (hint, value) pairs, the results of common mistakes: when
-    `ours` matches one of them, its hint becomes the message.
-    """
-    true = torch.as_tensor(true)
-    if not isinstance(ours, torch.Tensor):
-        raise AssertionError(f"{what}: expected a torch.Tensor, got {type(ours).__name__}.")
-    if ours.shape != true.shape:
-        raise AssertionError(f"{what}: expected shape {tuple(true.shape)}, got {tuple(ours.shape)}.")
-    ours_d, true_d = ours.detach().double(), true.detach().double()
-    tol = rtol * (1 + true_d.abs().max().item())
-    err = (ours_d - true_d).abs().max().item() if not torch.isnan(ours_d).any() else float("nan")
-    if err <= tol:
-        return err
-    for hint, wrong in wrong_answers:
-        wrong = torch.as_tensor(wrong).detach().double()
-        if wrong.shape == ours_d.shape and torch.allclose(ours_d, wrong, rtol=0, atol=tol, equal_nan=True):
-            raise AssertionError(f"{what} is wrong. Likely cause: {hint}.")
-    raise AssertionError(f"{what} is wrong: off by up to {err:.3g} (tolerance {tol:.1g}). "
-                         f"First values: yours {ours_d.flatten()[:4].tolist()}, "
-                         f"expected {true_d.flatten()[:4].tolist()}.")
-
 
 # %% [solution] nb03_checkerboard_mask
 def checkerboard_mask(height, width, invert=False):
@@ -358,7 +321,7 @@ except RuntimeError as err:
     raise AssertionError(
         f"bounded_log_scale failed on raw of shape (2, 3, 4, 5) and scaling_factor of shape (3,): {err}. "
         f"Likely cause: scaling_factor has one value per channel (dimension 1); reshape it to (1, C, 1, 1).") from None
-compare(ours, c * torch.tanh(raw / c), "bounded_log_scale(raw, w)", [
+check_close(ours, c * torch.tanh(raw / c), "bounded_log_scale(raw, w)", [
     ("c must be exp(scaling_factor), not scaling_factor itself", w.detach().view(1, -1, 1, 1) * torch.tanh(raw / w.detach().view(1, -1, 1, 1))),
     ("the division inside the tanh is missing: tanh(raw / c), not tanh(raw)", c * torch.tanh(raw)),
     ("the factor c in front of the tanh is missing", torch.tanh(raw / c)),
@@ -371,7 +334,7 @@ assert w.grad is not None and w.grad.abs().sum() > 0, (
 square = torch.randn(1, 4, 2, 4, dtype=torch.float64)
 w4 = torch.tensor([0.3, -0.2, 1.0, 0.0], dtype=torch.float64)
 c4 = w4.exp().view(1, -1, 1, 1)
-compare(bounded_log_scale(square, w4), c4 * torch.tanh(square / c4), "bounded_log_scale with 4 channels and width 4", [
+check_close(bounded_log_scale(square, w4), c4 * torch.tanh(square / c4), "bounded_log_scale with 4 channels and width 4", [
     ("the scaling factor is applied along the width (the last dimension) instead of the channels: reshape it to (1, C, 1, 1)",
      w4.exp() * torch.tanh(square / w4.exp())),
 ])
@@ -495,7 +458,7 @@ with torch.no_grad():
     s_full, t_full = reference.affine(net(x))           # as if the network had seen all of x
     s_swap, _ = reference.affine(torch.cat([t_raw, raw], dim=1))
     z_ref, logdet_ref = reference(x)
-    compare(z, z_ref, "forward's z", [
+    check_close(z, z_ref, "forward's z", [
         ("the entries where mask == 1 changed; they must pass through unchanged: multiply s and t by (1 - mask)",
          (x + t_raw) * s_raw.exp()),
         ("the network saw all of x; it must see only x * mask (otherwise the inverse cannot recompute s and t from z)",
@@ -507,7 +470,7 @@ with torch.no_grad():
         ("the raw network output was used as the log-scale; pass it through self.log_scale first",
          (x + t_raw * (1 - mask)) * (raw * (1 - mask)).exp()),
     ])
-    compare(logdet, logdet_ref, "forward's logdet", [
+    check_close(logdet, logdet_ref, "forward's logdet", [
         ("you summed s over the masked (unchanged) entries too: only entries where mask == 0 are scaled, "
          "so sum s * (1 - mask)", s_raw.flatten(1).sum(1)),
         ("the sign is wrong: forward's logdet is +sum(s), because z = (x + t) * exp(s) stretches by exp(s)",
@@ -652,8 +615,8 @@ def train_flow(model, images, n_steps, batch_size=64, lr=1e-3):
 #
 # * **fast mode** (CI and autograding): if the pretrained checkpoint
 #   `data/pretrained/mnist_simple.pt` exists, its weights are loaded into a flow made of your
-#   layers; otherwise the flow trains for a handful of steps only, and **its samples will look
-#   like noise**;
+#   layers; otherwise a smaller version of the flow (4 couplings, 16 hidden channels) trains for
+#   a handful of steps only, and **its samples will look like noise**;
 # * **otherwise** it trains for `EPOCHS` epochs with a progress bar. This flow is not cheap:
 #   forward and backward cost about 2.6 GFLOP per image (eight gated networks at full
 #   resolution), so on the course's 2-core CPU it trains at a few dozen images per second and
@@ -689,9 +652,10 @@ with needs(YOUR_LAYERS):
               f"into a flow made of your layers.")
     else:
         torch.manual_seed(0)
-        flow = with_your_couplings(SimpleFlow(n_couplings=8, hidden=32)).to(device)
+        size = dict(n_couplings=4, hidden=16) if FAST else dict(n_couplings=8, hidden=32)   # the UvA size
+        flow = with_your_couplings(SimpleFlow(**size)).to(device)
         run_both_directions(flow)
-        n_steps = 12 if FAST else int(EPOCHS * len(train_images) / BATCH_SIZE)
+        n_steps = 10 if FAST else int(EPOCHS * len(train_images) / BATCH_SIZE)
         batch_size = 16 if FAST else BATCH_SIZE
         history = train_flow(flow, train_images, n_steps, batch_size=batch_size)
         print(f"Trained for {n_steps} steps of {batch_size} images in {time.perf_counter() - start:.0f} s.")
@@ -717,7 +681,7 @@ with needs(YOUR_LAYERS):
         plt.ylabel("training bpd")
         plt.yscale("log")
         plt.show()
-    n_eval = 64 if FAST else 2000
+    n_eval = 32 if FAST else 2000
     torch.manual_seed(0)
     print(f"test bpd on {n_eval} test images: {evaluate_bpd(model, test_images, max_images=n_eval):.3f}")
 
@@ -731,8 +695,8 @@ with needs(YOUR_LAYERS):
 # %%
 def show_samples(temperature=1.0):
     torch.manual_seed(1)
-    samples = model.sample(32, temperature=temperature)
-    show_images(samples, nrow=16, title=f"samples at temperature {temperature:.2f}", scale=1.3)
+    samples = model.sample(16 if FAST else 32, temperature=temperature)
+    show_grid(samples, nrow=16, title=f"samples at temperature {temperature:.2f}", zoom=1.6)
     plt.show()
 
 
@@ -751,7 +715,7 @@ with needs(YOUR_LAYERS):
 with needs(YOUR_LAYERS), torch.no_grad():
     if model is None:
         raise NotImplementedError
-    x = test_images[:8].to(device)
+    x = test_images[:4].to(device)
     latents, _ = model.encode(x)
     x_back = model.decode(latents)
     print(f"pixels reconstructed exactly: {(x_back == x).float().mean().item():.4%}")

@@ -47,12 +47,13 @@ import flowlib
 import flowlib.course
 import flowlib.layers
 from flowlib import checks
+from flowlib.checks import check_close
 from flowlib.course import needs, passed
 from flowlib.data import MNIST, repo_data_dir
 from flowlib.layers import ZeroConv2d, channel_mask
 from flowlib.metrics import evaluate_bpd
 from flowlib.models import MultiscaleFlow, SimpleFlow, standard_normal_log_prob
-from flowlib.viz import make_grid
+from flowlib.viz import show_grid
 
 FAST = flowlib.course.fast_mode()
 device = flowlib.course.device()
@@ -61,18 +62,6 @@ torch.manual_seed(0)
 train_images = MNIST(split="train", n_bits=8).images     # (60000, 1, 28, 28) uint8
 test_images = MNIST(split="test", n_bits=8).images
 test_labels = MNIST(split="test", n_bits=8).labels
-
-
-def show_images(images, n_bits=8, nrow=8, title=None, ax=None, scale=1.0):
-    """Draw integer images (N, C, H, W) as one grid."""
-    grid = make_grid(images, n_bits=n_bits, nrow=nrow)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(scale * grid.shape[1] / 40, scale * grid.shape[0] / 40))
-    ax.imshow(grid[:, :, 0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-    ax.set_axis_off()
-    if title:
-        ax.set_title(title)
-    return ax
 
 # %% [markdown]
 # ## 1. The shape of a multi-scale flow
@@ -272,9 +261,9 @@ with needs("Exercise 4.1 (squeeze and unsqueeze)"):
     digit = train_images[:1].float()
     once, twice = squeeze(digit), squeeze(squeeze(digit))
     fig, axes = plt.subplots(1, 4, figsize=(12, 3))
-    show_images(digit, ax=axes[0], title="the digit, 1 x 28 x 28")
-    show_images(once.transpose(0, 1), nrow=2, ax=axes[1], title="one squeeze: 4 x 14 x 14")
-    show_images(twice.transpose(0, 1), nrow=4, ax=axes[2], title="two squeezes: 16 x 7 x 7")
+    show_grid(digit, ax=axes[0], title="the digit, 1 x 28 x 28")
+    show_grid(once.transpose(0, 1), nrow=2, ax=axes[1], title="one squeeze: 4 x 14 x 14")
+    show_grid(twice.transpose(0, 1), nrow=4, ax=axes[2], title="two squeezes: 16 x 7 x 7")
     mask_once = unsqueeze(channel_mask(4).expand(1, 4, 14, 14))
     mask_twice = unsqueeze(unsqueeze(channel_mask(16).expand(1, 16, 7, 7)))
     axes[3].imshow(torch.cat([mask_once[0, 0], torch.full((28, 2), 0.5), mask_twice[0, 0]], dim=1),
@@ -361,32 +350,6 @@ class Split(nn.Module):
         ### END SOLUTION
 
 
-# %% [readonly] nb04_check_helpers
-def compare(ours, true, what, wrong_answers=(), rtol=1e-6):
-    """Raise an AssertionError that says what is wrong when `ours` differs from `true`.
-
-    `wrong_answers` holds (hint, value) pairs, the results of common mistakes: when
-    `ours` matches one of them, its hint becomes the message.
-    """
-    true = torch.as_tensor(true)
-    if not isinstance(ours, torch.Tensor):
-        raise AssertionError(f"{what}: expected a torch.Tensor, got {type(ours).__name__}.")
-    if ours.shape != true.shape:
-        raise AssertionError(f"{what}: expected shape {tuple(true.shape)}, got {tuple(ours.shape)}.")
-    ours_d, true_d = ours.detach().double(), true.detach().double()
-    tol = rtol * (1 + true_d.abs().max().item())
-    err = (ours_d - true_d).abs().max().item() if not torch.isnan(ours_d).any() else float("nan")
-    if err <= tol:
-        return err
-    for hint, wrong in wrong_answers:
-        wrong = torch.as_tensor(wrong).detach().double()
-        if wrong.shape == ours_d.shape and torch.allclose(ours_d, wrong, rtol=0, atol=tol, equal_nan=True):
-            raise AssertionError(f"{what} is wrong. Likely cause: {hint}.")
-    raise AssertionError(f"{what} is wrong: off by up to {err:.3g} (tolerance {tol:.1g}). "
-                         f"First values: yours {ours_d.flatten()[:4].tolist()}, "
-                         f"expected {true_d.flatten()[:4].tolist()}.")
-
-
 # %% [tests] nb04_split_tests points=2
 # Visible checks for Exercise 4.2
 torch.manual_seed(0)
@@ -405,10 +368,10 @@ with torch.no_grad():
     mean_b, log_sd_b = split.mean_and_log_sd(b)
     assert isinstance(z, torch.Tensor) and z.shape == x.shape, (
         f"forward must return z of the input's shape {tuple(x.shape)} (a and b' concatenated along the channels).")
-    compare(z[:, :2], a, "the first half of z", [
+    check_close(z[:, :2], a, "the first half of z", [
         ("the halves are swapped: a (the first half of the channels) must come first, unchanged",
          (b - mean) * torch.exp(-log_sd))])
-    compare(z[:, 2:], (b - mean) * torch.exp(-log_sd), "the second half of z, b'", [
+    check_close(z[:, 2:], (b - mean) * torch.exp(-log_sd), "the second half of z, b'", [
         ("you multiplied by exp(log_sd); standardising divides by the standard deviation: (b - mean) * exp(-log_sd)",
          (b - mean) * torch.exp(log_sd)),
         ("the mean is not subtracted", b * torch.exp(-log_sd)),
@@ -416,7 +379,7 @@ with torch.no_grad():
          (b - mean_b) * torch.exp(-log_sd_b)),
         ("you divided by log_sd itself; the standard deviation is exp(log_sd)", (b - mean) / log_sd),
     ])
-    compare(logdet, -log_sd.flatten(1).sum(1), "forward's logdet", [
+    check_close(logdet, -log_sd.flatten(1).sum(1), "forward's logdet", [
         ("the sign is wrong: dividing by sigma shrinks volume, so forward's logdet is -sum(log_sd)",
          log_sd.flatten(1).sum(1)),
         ("the logdet is averaged, not summed over all dimensions except the batch", -log_sd.flatten(1).mean(1)),
@@ -424,11 +387,11 @@ with torch.no_grad():
     # the point of it all: standard normal of b' plus the log-det is the Gaussian prior of b given a
     ours = standard_normal_log_prob(z[:, 2:]) + logdet
     truth = torch.distributions.Normal(mean, log_sd.exp()).log_prob(b).flatten(1).sum(1)
-    compare(ours, truth, "log N(b'; 0, I) + logdet, which must equal log N(b; mean(a), sd(a))")
+    check_close(ours, truth, "log N(b'; 0, I) + logdet, which must equal log N(b; mean(a), sd(a))")
 checks.check_flow(split, x)        # invertibility, log-det against autograd, forward/inverse consistency
 reference = flowlib.layers.Split(4).double()
 reference.load_state_dict(split.state_dict())
-compare(split(x)[0], reference(x)[0], "z compared with flowlib's Split")
+check_close(split(x)[0], reference(x)[0], "z compared with flowlib's Split")
 checks.check_flow(Split(2), torch.randn(2, 2, 3, 4), jacobian=False)    # float32, fresh (identity) prior
 passed("Exercise 4.2 (split)")
 ### BEGIN HIDDEN TESTS
@@ -498,7 +461,7 @@ with needs("Exercise 4.2 (split)"):
     with torch.no_grad():
         before = bits_of_b(prior_demo, x_eval).item()
     optimizer = torch.optim.Adam(prior_demo.parameters(), lr=1e-2)
-    for step in range(100 if FAST else 400):
+    for step in range(60 if FAST else 400):
         loss = bits_of_b(prior_demo, train_images[torch.randint(len(train_images), (64,))].to(device))
         optimizer.zero_grad()
         loss.backward()
@@ -606,13 +569,13 @@ with torch.no_grad():
     a, b = h.chunk(2, dim=1)
     h_split, ld_split = model.split(h)
     z2_ref, ld2 = model.level2(h_split[:, :2])
-    compare(z1, h_split[:, 2:], "z1", [
+    check_close(z1, h_split[:, 2:], "z1", [
         ("z1 is the second half *before* the split's prior: run self.split on h first, then set aside its second half", b),
         ("z1 is the first half: the first half continues, the second half (h.chunk(2, dim=1)[1]) is set aside",
          h_split[:, :2]),
     ])
-    compare(z2, z2_ref, "z2", [("level2 must run on the first half of the split's output", model.level2(a)[0])])
-    compare(logdet, ld1 + ld_split + ld2, "logdet", [
+    check_close(z2, z2_ref, "z2", [("level2 must run on the first half of the split's output", model.level2(a)[0])])
+    check_close(logdet, ld1 + ld_split + ld2, "logdet", [
         ("the split's log-det is missing: add the logdet that self.split returns", ld1 + ld2),
         ("a log-det has the wrong sign: add all three as returned", ld1 - ld_split + ld2),
     ])
@@ -671,14 +634,16 @@ for _shape, _dtype, _seed in [((1, 4, 4), torch.float64, 1), ((2, 8, 4), torch.f
 # * yours: the same multi-scale flow with your squeeze and your learned split prior.
 #
 # For each we measure the parameters, the training speed (images per second through forward
-# and backward), the time to draw 64 samples, and the bits per dimension on test images.
+# and backward), the time to draw 64 samples (16 in fast mode), and the bits per dimension on
+# test images.
 # What the next cell does:
 #
 # * **fast mode** (CI and autograding): the pretrained checkpoints
 #   `data/pretrained/mnist_simple.pt` and `data/pretrained/mnist_multiscale.pt` are loaded when
-#   they exist; otherwise every model trains for a handful of steps only. Then the bpd column
-#   says nothing about the models (they are all close to their untrained value) and all samples
-#   look like noise; the speed columns are still meaningful;
+#   they exist; otherwise smaller versions of the models (16 hidden channels everywhere, 4
+#   couplings in the simple flow) train for a handful of steps only. Then the bpd column says
+#   nothing about the models (they are all close to their untrained value) and all samples look
+#   like noise; the speed columns still compare the two designs, at the smaller size;
 # * **otherwise** each model trains for `EPOCHS` epochs with a progress bar: 2 epochs each on a
 #   GPU (a few minutes per model, our estimate), a quarter of an epoch each on a CPU (the three
 #   together take 15 to 20 minutes on the course's 2-core CPU). Set `USE_PRETRAINED = True` to
@@ -714,8 +679,11 @@ def synchronize():
         torch.cuda.synchronize()
 
 
+N_SAMPLES = 16 if FAST else 64
+
+
 def measure_speed(model, images, batch_size=16 if FAST else 64, repeats=2):
-    """(training images per second, seconds to sample 64 images): the median of a few repeats."""
+    """(training images per second, seconds to sample N_SAMPLES images): median of a few repeats."""
     x = images[:batch_size].to(device)
     model.train()
     model.bpd(x).mean().backward()                  # warm-up
@@ -731,7 +699,7 @@ def measure_speed(model, images, batch_size=16 if FAST else 64, repeats=2):
     model.eval()
     synchronize()
     start = time.perf_counter()
-    model.sample(64)
+    model.sample(N_SAMPLES)
     synchronize()
     return batch_size / float(np.median(times)), time.perf_counter() - start
 
@@ -739,7 +707,7 @@ def measure_speed(model, images, batch_size=16 if FAST else 64, repeats=2):
 USE_PRETRAINED = FAST
 EPOCHS = 2 if device.type == "cuda" else 0.25
 BATCH_SIZE = 64
-FAST_STEPS, FAST_BATCH = 10, 16
+FAST_STEPS, FAST_BATCH = 6, 16
 n_steps = FAST_STEPS if FAST else int(EPOCHS * len(train_images) / BATCH_SIZE)
 batch_size = FAST_BATCH if FAST else BATCH_SIZE
 PRETRAINED = {"simple": repo_data_dir() / "pretrained" / "mnist_simple.pt",
@@ -763,14 +731,17 @@ def fit_and_measure(name, build, pretrained=None):
     model.eval()
     speed, sample_time = measure_speed(model, train_images)
     torch.manual_seed(0)
-    bpd = evaluate_bpd(model, test_images, max_images=64 if FAST else 2000)
+    bpd = evaluate_bpd(model, test_images, max_images=32 if FAST else 2000)
     models[name] = model
     results[name] = dict(params=sum(p.numel() for p in model.parameters()), how=how, bpd=bpd,
                          speed=speed, sample_time=sample_time, seconds=time.perf_counter() - start)
 
 
-fit_and_measure("SimpleFlow", lambda: SimpleFlow(), PRETRAINED["simple"])
-fit_and_measure("MultiscaleFlow", lambda: MultiscaleFlow(), PRETRAINED["multiscale"])
+# the UvA sizes, or smaller versions in fast mode
+SIMPLE_SIZE = dict(n_couplings=4, hidden=16) if FAST else dict(n_couplings=8, hidden=32)
+MULTISCALE_SIZE = dict(hidden=(16, 16, 16)) if FAST else dict(hidden=(32, 48, 64))
+fit_and_measure("SimpleFlow", lambda: SimpleFlow(**SIMPLE_SIZE), PRETRAINED["simple"])
+fit_and_measure("MultiscaleFlow", lambda: MultiscaleFlow(**MULTISCALE_SIZE), PRETRAINED["multiscale"])
 if FAST and not all(p.is_file() for p in PRETRAINED.values()):
     print("Fast mode: these models have barely started learning; bpd values are near their untrained "
           "level and samples will look like noise. The speeds are meaningful.")
@@ -781,11 +752,11 @@ if FAST and not all(p.is_file() for p in PRETRAINED.values()):
 
 # %%
 with needs("Exercises 4.1-4.3 (squeeze, split, multi-scale)"):
-    fit_and_measure("yours: learned split prior", lambda: MultiscaleFlowWithPrior())
+    fit_and_measure("yours: learned split prior", lambda: MultiscaleFlowWithPrior(**MULTISCALE_SIZE))
 
 # %%
 def results_table():
-    lines = ["| model | parameters | trained | test bpd | train img/s | 64 samples (s) |",
+    lines = [f"| model | parameters | trained | test bpd | train img/s | {N_SAMPLES} samples (s) |",
              "|---|---:|---|---:|---:|---:|"]
     for name, r in results.items():
         lines.append(f"| {name} | {r['params']:,} | {r['how']} | {r['bpd']:.3f} | {r['speed']:.0f} | "
@@ -827,7 +798,7 @@ plt.show()
 fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 2.6))
 for ax, (name, model) in zip(np.atleast_1d(axes), models.items()):
     torch.manual_seed(2)
-    show_images(model.sample(24, temperature=0.8), nrow=8, ax=ax, title=name)
+    show_grid(model.sample(8 if FAST else 24, temperature=0.8), nrow=8, ax=ax, title=name)
 plt.show()
 
 # %% [markdown]
@@ -863,7 +834,7 @@ def show_levels(temperature=0.7):
                 (f"z2 drawn afresh, T = {temperature:.1f}", level_model.decode([z1, noise(z2)]))]
     fig, axes = plt.subplots(len(rows), 1, figsize=(6.5, 1.05 * len(rows)))
     for ax, (name, images) in zip(axes, rows):
-        show_images(images, nrow=8, ax=ax)
+        show_grid(images, nrow=8, ax=ax)
         ax.text(-4, 16, name, ha="right", va="center", fontsize=9)
     plt.subplots_adjust(left=0.35, hspace=0.1)
     plt.show()

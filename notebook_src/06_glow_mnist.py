@@ -26,78 +26,40 @@
 #
 # Conventions, as everywhere in this course: `forward(x) -> (z, logdet)` goes from data to
 # latent, `inverse(z) -> (x, logdet)` back, and `logdet` has one value per sample.
+#
+# Three helpers come from flowlib: `show_grid` draws a grid of integer images with matplotlib,
+# `temperature_widget` puts a temperature slider on a grid of samples (both in `flowlib.viz`),
+# and `perturb_` (in `flowlib.checks`) adds small noise to every parameter of a freshly built flow.
+# The last one matters for testing: a new Glow starts close to the identity (its coupling
+# networks and priors are zero-initialised), and a check on an identity map cannot tell a
+# right answer from a wrong one.
 
 # %%
 import copy
-import io
 import math
 import shutil
 import tempfile
 from pathlib import Path
 
-import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import torch
 from IPython.display import display
-from PIL import Image
 from torch import nn
 
 import flowlib
 from flowlib import checks
+from flowlib.checks import perturb_
 from flowlib.course import fast_mode, needs, passed
 from flowlib.data import MNIST, repo_data_dir, default_cache_dir
 from flowlib.layers import (ActNorm, ChannelAffineCoupling, FlowSequential, GlowCouplingNet,
                             InvConv1x1LU, net_out_channels)
 from flowlib.metrics import evaluate_bpd
 from flowlib.models import Glow, standard_normal_log_prob
-from flowlib.viz import make_grid
+from flowlib.viz import show_grid, temperature_widget
 
 FAST = fast_mode()
 device = flowlib.course.device()
 torch.manual_seed(0)
-
-# %% [markdown]
-# A few helpers for pictures: `show` draws a grid of integer images with matplotlib,
-# `png` turns one into PNG bytes for an image widget, and `perturb_` adds small noise to
-# every parameter of a freshly built flow. The last one matters for testing: a new Glow
-# starts close to the identity (its coupling networks and priors are zero-initialised),
-# and a check on an identity map cannot tell a right answer from a wrong one.
-
-# %% [readonly] nb06_helpers
-def show(images, n_bits=8, nrow=None, title=None, ax=None, zoom=1.0):
-    """Draw integer images (N, C, H, W) as one grid."""
-    grid = make_grid(images, n_bits=n_bits, nrow=nrow)
-    if ax is None:
-        height, width = grid.shape[:2]
-        _, ax = plt.subplots(figsize=(zoom * width / 50, zoom * height / 50))
-    ax.imshow(grid[:, :, 0] if grid.shape[2] == 1 else grid, cmap="gray", vmin=0, vmax=255,
-              interpolation="nearest")
-    ax.set_axis_off()
-    if title:
-        ax.set_title(title)
-    return ax
-
-
-def png(images, n_bits=8, nrow=None, zoom=3):
-    """PNG bytes of the grid of ``images``, enlarged ``zoom`` times (for widgets.Image)."""
-    grid = make_grid(images, n_bits=n_bits, nrow=nrow)
-    picture = Image.fromarray(grid[:, :, 0] if grid.shape[2] == 1 else grid)
-    picture = picture.resize((picture.width * zoom, picture.height * zoom), Image.NEAREST)
-    buffer = io.BytesIO()
-    picture.save(buffer, format="png")
-    return buffer.getvalue()
-
-
-def perturb_(module, scale=0.05, seed=0):
-    """Add noise to every parameter (in place) and mark ActNorm layers as initialised."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(scale * torch.randn(p.shape, generator=g, dtype=torch.float64).to(p.dtype))
-        for m in module.modules():
-            if isinstance(m, ActNorm):
-                m.initialized.fill_(True)
-    return module
 
 # %% [markdown]
 # ## The data
@@ -110,7 +72,7 @@ def perturb_(module, scale=0.05, seed=0):
 mnist_test = MNIST(split="test", n_bits=8)
 print(f"{len(mnist_test):,} test images of shape {tuple(mnist_test.images.shape[1:])}, "
       f"values {mnist_test.images.min()}..{mnist_test.images.max()}")
-show(mnist_test.images[:32], nrow=16, title="MNIST test images", zoom=1.5)
+show_grid(mnist_test.images[:32], nrow=16, title="MNIST test images", zoom=1.5)
 plt.show()
 
 # %% [markdown]
@@ -193,24 +155,11 @@ assert torch.allclose(logdet, logdet_ref, atol=1e-8), "forward's log-det must be
 passed("Exercise 6.1 (flow step)")
 ### BEGIN HIDDEN TESTS
 import importlib, flowlib.checks; _checks = importlib.reload(flowlib.checks)
-from flowlib.layers import ActNorm as _ActNorm, FlowSequential as _FlowSequential
-
-
-def _perturb(module, seed):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=g, dtype=torch.float64).to(p.dtype))
-        for m in module.modules():
-            if isinstance(m, _ActNorm):
-                m.initialized.fill_(True)
-    return module
-
-
+from flowlib.layers import FlowSequential as _FlowSequential
 for _seed, _c, _hw, _n, _dtype in [(11, 6, 2, 2, torch.float64), (12, 3, 4, 1, torch.float64),
                                    (13, 8, 4, 5, torch.float32)]:
     torch.manual_seed(_seed)
-    _step = _perturb(FlowStep(_c, hidden=6).to(_dtype), _seed)
+    _step = _checks.perturb_(FlowStep(_c, hidden=6).to(_dtype), seed=_seed)
     _x = torch.randn(_n, _c, _hw, _hw, generator=torch.Generator().manual_seed(_seed)).to(_dtype)
     _checks.check_flow(_step, _x, jacobian=_dtype == torch.float64)
     _ref = _FlowSequential(_step.actnorm, _step.conv, _step.coupling)
@@ -383,7 +332,7 @@ print(f"test bpd on {n_eval} test images: {evaluate_bpd(model, test_images, max_
 fig, axes = plt.subplots(1, 3, figsize=(12, 4.4))
 for ax, temperature in zip(axes, (0.5, 0.7, 1.0)):
     samples = model.sample(36, temperature=temperature, generator=torch.Generator().manual_seed(1))
-    show(samples, n_bits=model.n_bits, nrow=6, ax=ax, title=f"temperature {temperature}")
+    show_grid(samples, n_bits=model.n_bits, nrow=6, ax=ax, title=f"temperature {temperature}")
 plt.show()
 
 # %% [markdown]
@@ -393,22 +342,7 @@ plt.show()
 # decoded mean of the priors.
 
 # %% [readonly] nb06_temperature
-fixed_noise = torch.Generator().manual_seed(2)
-eps = [torch.randn((25, *shape), generator=fixed_noise) for shape in model.latent_shapes]
-
-
-def render_samples(temperature):
-    with torch.no_grad():
-        images = model.decode([(temperature * e).to(device) for e in eps])
-    return png(images, n_bits=model.n_bits, nrow=5, zoom=3)
-
-
-temperature_slider = widgets.FloatSlider(value=0.7, min=0.0, max=1.5, step=0.05, description="temperature",
-                                         continuous_update=False, readout_format=".2f")
-sample_image = widgets.Image(value=render_samples(temperature_slider.value), format="png")
-temperature_slider.observe(lambda change: setattr(sample_image, "value", render_samples(change["new"])),
-                           names="value")
-display(widgets.VBox([temperature_slider, sample_image]))
+display(temperature_widget(model, n=25, nrow=5, seed=2, max_temperature=1.5))
 
 # %% [markdown]
 # ## Inside the model: the multi-scale encoder
@@ -491,25 +425,12 @@ passed("Exercise 6.2 (multi-scale encode)")
 ### BEGIN HIDDEN TESTS
 import importlib, flowlib.checks; _checks = importlib.reload(flowlib.checks)
 from flowlib.models import Glow as _Glow
-
-
-def _perturb(module, seed):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=g, dtype=torch.float64).to(p.dtype))
-        for m in module.modules():
-            if hasattr(m, "initialized"):
-                m.initialized.fill_(True)
-    return module
-
-
 for _seed, _shape, _K, _L, _top, _n, _dtype in [
         (21, (3, 8, 8), 1, 2, True, 1, torch.float64),
         (22, (1, 4, 4), 2, 1, True, 3, torch.float64),
         (23, (2, 8, 4), 1, 2, False, 2, torch.float64),
         (24, (1, 16, 16), 2, 3, True, 4, torch.float32)]:
-    _g = _perturb(_Glow(_shape, K=_K, L=_L, hidden=8, learn_top_prior=_top).to(_dtype), _seed)
+    _g = _checks.perturb_(_Glow(_shape, K=_K, L=_L, hidden=8, learn_top_prior=_top).to(_dtype), seed=_seed)
     _v = (torch.rand(_n, *_shape, generator=torch.Generator().manual_seed(_seed)) - 0.5).to(_dtype)
     _lat, _ld = glow_encode(_g, _v)
     _ref, _ldr = _g.flow_forward(_v)
@@ -560,8 +481,8 @@ print(f"float32: {(x_rec != x).sum().item()} of {x.numel()} pixels differ")
 print(f"float64: {(x_rec64 != x).sum().item()} of {x.numel()} pixels differ")
 assert torch.equal(x_rec64, x.double()), "decode(encode(x)) should give back x exactly"
 fig, axes = plt.subplots(1, 2, figsize=(10, 2.2))
-show(x, n_bits=model.n_bits, nrow=8, ax=axes[0], title="x")
-show(x_rec, n_bits=model.n_bits, nrow=8, ax=axes[1], title="decode(encode(x))")
+show_grid(x, n_bits=model.n_bits, nrow=8, ax=axes[0], title="x")
+show_grid(x_rec, n_bits=model.n_bits, nrow=8, ax=axes[1], title="decode(encode(x))")
 plt.show()
 
 # %% [markdown]
@@ -579,7 +500,7 @@ labels = mnist_test.labels
 pairs = [(int((labels == a).nonzero()[0]), int((labels == b).nonzero()[0])) for a, b in ((1, 7), (3, 8), (0, 6), (4, 9))]
 with torch.no_grad():
     rows = [model.interpolate(test_images[i], test_images[j], steps=9) for i, j in pairs]
-show(torch.cat(rows), n_bits=model.n_bits, nrow=9, title="interpolations: 1-7, 3-8, 0-6, 4-9", zoom=2)
+show_grid(torch.cat(rows), n_bits=model.n_bits, nrow=9, title="interpolations: 1-7, 3-8, 0-6, 4-9", zoom=2)
 plt.show()
 
 # %% [markdown]
@@ -661,7 +582,7 @@ with needs("Exercise 6.3 (resample one level)"), torch.no_grad():
         columns += [model.decode(resample_level(latents, level, 0.7, generator=g)).cpu() for _ in range(4)]
         grid = torch.stack(columns, dim=1).flatten(0, 1)     # one row per digit
         what = "top latent" if level == len(latents) - 1 else f"level {level} latent"
-        show(grid, n_bits=model.n_bits, nrow=5, ax=ax,
+        show_grid(grid, n_bits=model.n_bits, nrow=5, ax=ax,
              title=f"new {what} {tuple(model.latent_shapes[level])},\nother levels kept")
     plt.show()
 

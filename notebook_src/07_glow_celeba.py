@@ -26,7 +26,6 @@ ATTRIBUTE = "Smiling"    # any of CelebA's 40 attributes, e.g. "Eyeglasses", "Bl
 TRAIN_MY_OWN = False     # True: train even when a pretrained checkpoint is there
 
 # %%
-import io
 import math
 import shutil
 import tempfile
@@ -36,59 +35,22 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import torch
 from IPython.display import display
-from PIL import Image
 
 import flowlib
 from flowlib import checks
+from flowlib.checks import perturb_
 from flowlib.course import fast_mode, needs, passed
 from flowlib.data import CelebA, default_cache_dir, repo_data_dir
-from flowlib.layers import ActNorm
 from flowlib.metrics import evaluate_bpd
 from flowlib.models import Glow
 from flowlib.train import TrainConfig, load_checkpoint, train
-from flowlib.viz import make_grid
+from flowlib.viz import grid_png, show_grid, temperature_widget
 
 FAST = fast_mode()
 device = flowlib.course.device()
 torch.manual_seed(0)
 
 # %% [readonly] nb07_helpers
-def show(images, n_bits=N_BITS, nrow=None, title=None, ax=None, zoom=1.0):
-    """Draw integer images (N, C, H, W) as one grid."""
-    grid = make_grid(images, n_bits=n_bits, nrow=nrow)
-    if ax is None:
-        height, width = grid.shape[:2]
-        _, ax = plt.subplots(figsize=(zoom * width / 50, zoom * height / 50))
-    ax.imshow(grid[:, :, 0] if grid.shape[2] == 1 else grid, cmap="gray", vmin=0, vmax=255,
-              interpolation="nearest")
-    ax.set_axis_off()
-    if title:
-        ax.set_title(title)
-    return ax
-
-
-def png(images, n_bits=N_BITS, nrow=None, zoom=3):
-    """PNG bytes of the grid of ``images``, enlarged ``zoom`` times (for widgets.Image)."""
-    grid = make_grid(images, n_bits=n_bits, nrow=nrow)
-    picture = Image.fromarray(grid[:, :, 0] if grid.shape[2] == 1 else grid)
-    picture = picture.resize((picture.width * zoom, picture.height * zoom), Image.NEAREST)
-    buffer = io.BytesIO()
-    picture.save(buffer, format="png")
-    return buffer.getvalue()
-
-
-def perturb_(module, scale=0.05, seed=0):
-    """Add noise to every parameter (in place) and mark ActNorm layers as initialised."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(scale * torch.randn(p.shape, generator=g, dtype=torch.float64).to(p.dtype))
-        for m in module.modules():
-            if isinstance(m, ActNorm):
-                m.initialized.fill_(True)
-    return module
-
-
 def flatten_latents(latents):
     """The list of per-level latents -> one (N, D) tensor, finest level first."""
     return torch.cat([z.flatten(1) for z in latents], dim=1)
@@ -114,7 +76,7 @@ attr = faces.attr_names.index(ATTRIBUTE)
 print(f"{len(faces):,} training and {len(faces_test):,} test faces of shape {tuple(faces.images.shape[1:])}, "
       f"values 0..{2 ** N_BITS - 1}")
 print(f"{ATTRIBUTE}: {faces.attributes[:, attr].float().mean():.0%} of the training faces")
-show(faces.images[:32], nrow=16, title=f"CelebA training faces ({IMAGE_SIZE}x{IMAGE_SIZE}, {N_BITS} bits)", zoom=1.2)
+show_grid(faces.images[:32], n_bits=N_BITS, nrow=16, title=f"CelebA training faces ({IMAGE_SIZE}x{IMAGE_SIZE}, {N_BITS} bits)", zoom=1.2)
 plt.show()
 
 # %% [markdown]
@@ -195,29 +157,14 @@ print(f"test bpd on {n_eval} test faces: {evaluate_bpd(model, faces_test.images,
 fig, axes = plt.subplots(1, 3, figsize=(13, 4.6))
 for ax, temperature in zip(axes, (0.5, 0.7, 1.0)):
     samples = model.sample(25, temperature=temperature, generator=torch.Generator().manual_seed(1))
-    show(samples, nrow=5, ax=ax, title=f"temperature {temperature}")
+    show_grid(samples, n_bits=N_BITS, nrow=5, ax=ax, title=f"temperature {temperature}")
 plt.show()
 
 # %% [markdown]
 # The slider decodes the same latents $\varepsilon$ at every temperature: $z = T\varepsilon$.
 
 # %% [readonly] nb07_temperature
-fixed_noise = torch.Generator().manual_seed(2)
-eps = [torch.randn((16, *shape), generator=fixed_noise) for shape in model.latent_shapes]
-
-
-def render_samples(temperature):
-    with torch.no_grad():
-        images = model.decode([(temperature * e).to(device) for e in eps])
-    return png(images, nrow=8, zoom=3)
-
-
-temperature_slider = widgets.FloatSlider(value=0.7, min=0.0, max=1.2, step=0.05, description="temperature",
-                                         continuous_update=False, readout_format=".2f")
-sample_image = widgets.Image(value=render_samples(temperature_slider.value), format="png")
-temperature_slider.observe(lambda change: setattr(sample_image, "value", render_samples(change["new"])),
-                           names="value")
-display(widgets.VBox([temperature_slider, sample_image]))
+display(temperature_widget(model, n=16, nrow=8, seed=2, max_temperature=1.2))
 
 # %% [markdown]
 # ## Interpolations
@@ -230,7 +177,7 @@ display(widgets.VBox([temperature_slider, sample_image]))
 with torch.no_grad():
     rows = [model.interpolate(faces_test.images[i], faces_test.images[j], steps=9)
             for i, j in ((0, 1), (2, 3), (4, 5))]
-show(torch.cat(rows), nrow=9, title="interpolations between test faces", zoom=2)
+show_grid(torch.cat(rows), n_bits=N_BITS, nrow=9, title="interpolations between test faces", zoom=2)
 plt.show()
 
 # %% [markdown]
@@ -395,22 +342,9 @@ passed("Exercise 7.2 (apply a direction)")
 ### BEGIN HIDDEN TESTS
 import importlib, flowlib.checks; _checks = importlib.reload(flowlib.checks)
 from flowlib.models import Glow as _Glow
-
-
-def _perturb(module, seed):
-    _gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=_gen, dtype=torch.float64).to(p.dtype))
-        for m in module.modules():
-            if hasattr(m, "initialized"):
-                m.initialized.fill_(True)
-    return module
-
-
 for _seed, _shape, _L, _n, _alpha in [(41, (3, 16, 16), 3, 2, -1.3), (42, (3, 8, 8), 1, 1, 2.0),
                                       (43, (1, 8, 8), 2, 4, 0.4)]:
-    _m = _perturb(_Glow(_shape, K=1, L=_L, hidden=8, n_bits=5).double(), _seed)
+    _m = _checks.perturb_(_Glow(_shape, K=1, L=_L, hidden=8, n_bits=5).double(), seed=_seed)
     _gen = torch.Generator().manual_seed(_seed)
     _x = torch.randint(0, 32, (_n, *_shape), generator=_gen)
     with torch.no_grad():
@@ -445,7 +379,7 @@ with needs("Exercise 7.2 (apply a direction)"), torch.no_grad():
     face_latents, _ = model.encode(faces_test.images[chosen].to(device))
     columns = [apply_direction(model, face_latents, direction.to(device), a).cpu() for a in alphas]
     grid = torch.stack(columns, dim=1).flatten(0, 1)         # one row per face
-    show(grid, nrow=len(alphas), zoom=2.2,
+    show_grid(grid, n_bits=N_BITS, nrow=len(alphas), zoom=2.2,
          title=f"{ATTRIBUTE}: alpha = " + ", ".join(f"{a:g}" for a in alphas))
     plt.show()
 
@@ -459,7 +393,7 @@ with needs("Exercise 7.1 (attribute direction)"):
 with needs("Exercise 7.2 (apply a direction)"):
     def render_edit(alpha):
         with torch.no_grad():
-            return png(apply_direction(model, face_latents, direction, alpha), nrow=6, zoom=3)
+            return grid_png(apply_direction(model, face_latents, direction, alpha), n_bits=N_BITS, nrow=6, zoom=3)
 
     attribute_slider = widgets.FloatSlider(value=0.0, min=-2.0, max=2.0, step=0.1, description=ATTRIBUTE,
                                            continuous_update=False, readout_format=".1f")
