@@ -41,8 +41,8 @@ bench: setup  ## training and sampling throughput, ours against normflows
 	$(BIN)/pip install -q -e ".[bench]"
 	$(BIN)/python benchmarks/train_throughput.py
 
-lab: setup  ## JupyterLab on the student notebooks
-	$(BIN)/jupyter lab notebooks/
+lab: setup  ## JupyterLab on the student notebooks (in notebooks/, whose nbgrader_config.py Validate reads)
+	cd notebooks && $(abspath $(BIN))/jupyter lab
 
 clean:
 	rm -rf $(VENV) .pytest_cache runs test-artifacts

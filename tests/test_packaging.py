@@ -1,4 +1,4 @@
-"""pyproject.toml and environment.yml must name the same dependencies."""
+"""Packaging: pyproject.toml and environment.yml name the same dependencies; shipped configs."""
 import re
 import tomllib
 from pathlib import Path
@@ -22,3 +22,15 @@ def test_environment_yml_lists_the_same_dependencies_as_pyproject():
             listed.add(CONDA_NAMES.get(_name(m.group(1)), _name(m.group(1))))
     listed -= {"python", "pip"}
     assert wanted == listed, f"only in pyproject: {wanted - listed}; only in environment.yml: {listed - wanted}"
+
+
+def test_students_validate_with_the_graders_cell_timeout():
+    """notebooks/nbgrader_config.py (read by JupyterLab's Validate button, `make lab` starts
+    there) gives each cell as long as grading does, not nbgrader's default 30 s."""
+    from traitlets.config.loader import PyFileConfigLoader
+
+    def timeout(folder):
+        return PyFileConfigLoader("nbgrader_config.py", path=str(ROOT / folder)).load_config().Execute.timeout
+
+    assert timeout("notebooks") == timeout("autograder") == 300
+    assert "cd notebooks" in (ROOT / "Makefile").read_text().split("\nlab:")[1].split("\n\n")[0]

@@ -23,16 +23,9 @@ from labdriver import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS, REPO, LabServer, new_
 
 E2E_NOTEBOOKS = ("01_change_of_variables", "06_glow_mnist")
 
-# Used when the student folder brings no nbgrader_config.py of its own: nbgrader's
-# default Execute.timeout is 30 s per cell, too short for a busy 2-core CI machine. The
-# value is the autograder's (autograder/nbgrader_config.py), so that Validate judges the
-# exercise the way grading will.
-VALIDATE_CONFIG = '''\
-# Written by tests/e2e/conftest.py: nbgrader's Validate (toolbar button) uses this folder's config.
-c = get_config()  # noqa: F821
-c.Execute.timeout = 300
-c.ExecutePreprocessor.timeout = 300
-'''
+# nbgrader's Validate reads nbgrader_config.py from the folder JupyterLab runs in: the
+# student folder ships one (notebooks/nbgrader_config.py, 300 s a cell like grading).
+VALIDATE_CONFIG = REPO / "notebooks" / "nbgrader_config.py"
 
 
 def pytest_configure(config):
@@ -103,8 +96,8 @@ def student_notebooks() -> Path:
 
 def copy_course(source: Path, target: Path) -> Path:
     shutil.copytree(source, target, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
-    if not (target / "nbgrader_config.py").exists():
-        (target / "nbgrader_config.py").write_text(VALIDATE_CONFIG)
+    if not (target / "nbgrader_config.py").exists():  # a FLOWLIB_E2E_NOTEBOOKS folder without one
+        shutil.copy(VALIDATE_CONFIG, target / "nbgrader_config.py")
     return target
 
 
