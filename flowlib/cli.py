@@ -54,6 +54,8 @@ def _train_parser(sub) -> None:
     p.add_argument("--n-bits", dest="n_bits", type=int, help="bits per pixel (mnist 8, celeba 5)")
     p.add_argument("--size", type=int, help="image size (mnist 28, or 32 zero-padded; celeba 32)")
     p.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
+    p.add_argument("--hflip", action=argparse.BooleanOptionalAction,
+                   help="mirror training images at random (default: on for celeba, off for mnist)")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CUDA only)")
     p.add_argument("--channels-last", dest="channels_last", action=argparse.BooleanOptionalAction,
                    help="channels_last memory layout (default: on for the CPU, off for CUDA)")

@@ -69,12 +69,13 @@ def test_centred_glow_is_an_option(tmp_path, mnist_root):
 # --------------------------------------------------------------------------- resume
 
 
-def test_resume_is_exact(tmp_path, mnist_root):
+@pytest.mark.parametrize("hflip", [False, True])
+def test_resume_is_exact(tmp_path, mnist_root, hflip):
     # One go, evaluating and sampling often ...
-    straight = T.train(tiny(tmp_path / "a", mnist_root, max_steps=12, eval_every=4, sample_every=5))
+    straight = T.train(tiny(tmp_path / "a", mnist_root, max_steps=12, eval_every=4, sample_every=5, hflip=hflip))
     # ... versus 7 steps, then a resume to 12 with other intervals: identical parameters.
-    T.train(tiny(tmp_path / "b", mnist_root, max_steps=7, checkpoint_every=3))
-    resumed = T.train(tiny(tmp_path / "b", mnist_root, max_steps=12), resume=True)
+    T.train(tiny(tmp_path / "b", mnist_root, max_steps=7, checkpoint_every=3, hflip=hflip))
+    resumed = T.train(tiny(tmp_path / "b", mnist_root, max_steps=12, hflip=hflip), resume=True)
     assert straight.step == resumed.step == 12
     a, ckpt_a = T.load_checkpoint(tmp_path / "a")
     b, ckpt_b = T.load_checkpoint(tmp_path / "b")
@@ -116,6 +117,16 @@ def test_resume_refuses_another_architecture(tmp_path, mnist_root):
 
 
 # --------------------------------------------------------------------------- checkpoints
+
+
+def test_random_hflip_mirrors_about_half_the_images():
+    torch.manual_seed(0)
+    x = torch.arange(400 * 2 * 3 * 4).reshape(400, 2, 3, 4)
+    y = T.random_hflip(x)
+    mirrored = (y == x.flip(-1)).flatten(1).all(1)
+    kept = (y == x).flatten(1).all(1)
+    assert (mirrored ^ kept).all(), "every image is either kept or mirrored whole"
+    assert 150 < mirrored.sum() < 250
 
 
 def test_load_checkpoint_errors(tmp_path):
@@ -220,6 +231,7 @@ def test_config_defaults_and_errors():
     assert cfg.out == "runs/mnist-glow"
     cel = T.TrainConfig(dataset="celeba").resolved()
     assert (cel.n_bits, cel.size, cel.K, cel.L, cel.hidden, cel.preprocess) == (5, 32, 8, 3, 128, "center")
+    assert cel.hflip and not cfg.hflip  # faces are mirror-symmetric, digits are not
     assert T.TrainConfig(model="simple").resolved().K is None
     with pytest.raises(ValueError, match="Unknown dataset 'cifar'"):
         T.TrainConfig(dataset="cifar").resolved()
