@@ -137,7 +137,7 @@ steps = checkpoint.get("step") or 0
 print(f"Glow with K={model.config['K']}, L={model.config['L']}, width {model.config['hidden']}: "
       f"{sum(p.numel() for p in model.parameters()):,} parameters, trained for {steps} steps, on {device.type}.")
 print("latent shapes, finest first:", model.latent_shapes)
-if steps < 2000:
+if steps < 1000:
     print(f"Only {steps} training steps: samples will look like noise and attribute directions mean "
           f"little. Train longer (FLOWLIB_FAST unset), or use a pretrained checkpoint.")
 torch.manual_seed(0)

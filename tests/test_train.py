@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -149,6 +150,18 @@ def test_load_checkpoint_errors(tmp_path):
     torch.save(ckpt, tmp_path / "mismatch.pt")
     with pytest.raises(T.CheckpointError, match="do not fit"):
         T.load_checkpoint(tmp_path / "mismatch.pt")
+
+
+def test_a_checkpoint_written_on_a_gpu_opens_on_the_cpu():
+    # written by save_checkpoint from a CUDA model on an H200 (torch 2.11)
+    path = Path(__file__).parent / "checkpoint_fixtures" / "glow_saved_on_cuda.pt"
+    if not torch.cuda.is_available():  # what users hit without the default map_location
+        with pytest.raises(RuntimeError, match="CUDA"):
+            torch.load(path, weights_only=True)
+    model, ckpt = T.load_checkpoint(path)
+    assert model.device.type == "cpu" and ckpt["torch_version"].endswith("cu130")
+    x = torch.randint(0, 256, (2, 1, 8, 8), dtype=torch.uint8)
+    assert torch.isfinite(model.log_prob(x)).all()
 
 
 def test_save_checkpoint_refuses_nan_and_keeps_the_old_file(tmp_path):
