@@ -127,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--command", required=True, help="the exact training command(s) that made it")
     p.add_argument("--data", required=True, help="the data it was trained on")
     p.add_argument("--hardware", default=None, help="default: as recorded by the run, else this machine")
+    p.add_argument("--commit", default=None,
+                   help="the code's git commit (default: this checkout's HEAD; give it where there is no .git)")
     p.add_argument("--data-root", dest="data_root", default=None)
     p.set_defaults(func=cmd_export)
     return parser
@@ -265,7 +267,7 @@ def cmd_export(args) -> int:
     from .pretrained import export
 
     export(args.run, args.name, command=args.command, data=args.data, hardware=args.hardware,
-           data_root=args.data_root)
+           commit=args.commit, data_root=args.data_root)
     return 0
 
 

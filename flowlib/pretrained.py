@@ -76,10 +76,11 @@ def evaluate(model, images: torch.Tensor, importance_samples: int = 8, max_image
 
 
 def export(run, name: str, command: str, data: str, hardware: str | None = None,
-           importance_samples: int = 8, data_root=None, log=print) -> Path:
+           importance_samples: int = 8, data_root=None, commit: str | None = None, log=print) -> Path:
     """Evaluate a run's last checkpoint and write it to ``data/pretrained/<name>.pt``.
 
-    ``command``: the exact training command(s); ``data``: which data it saw.
+    ``command``: the exact training command(s); ``data``: which data it saw; ``commit``:
+    the code's git commit (default: this checkout's HEAD, "unknown" without git).
     """
     model, ckpt = T.load_checkpoint(run, map_location="cpu")
     images = test_images(ckpt, data_root)
@@ -88,7 +89,7 @@ def export(run, name: str, command: str, data: str, hardware: str | None = None,
     subset = evaluate(model, images, importance_samples, max_images=SUBSET_IMAGES)
     train_config = dict(ckpt.get("train_config") or {}, data_root=None, out=None)
     record = dict(
-        name=name, description=CATALOGUE[name], command=command, commit=_git_commit(), data=data,
+        name=name, description=CATALOGUE[name], command=command, commit=commit or _git_commit(), data=data,
         steps=ckpt.get("step"), epochs=ckpt.get("epoch"), wall_time_s=round(ckpt.get("wall_time") or 0.0),
         hardware=hardware or ckpt.get("hardware") or _this_machine(),
         test_images=len(images), importance_samples=importance_samples, test_bpd=full,

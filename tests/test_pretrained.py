@@ -29,12 +29,21 @@ def test_export_records_how_it_was_made_and_loads_in_one_call(exported, tmp_path
     assert not model.training and isinstance(model, T.Glow)
     for key in ("command", "commit", "data", "steps", "wall_time_s", "hardware", "test_bpd", "subset_bpd"):
         assert record[key] not in (None, ""), key
+    assert len(record["commit"]) == 40 or record["commit"] == "unknown"
     assert record["steps"] == 5 and record["test_images"] == 10_000 and record["subset_images"] == 64
     ckpt = T.read_checkpoint(exported)
     assert ckpt["optimizer"] is None and ckpt["train_config"]["data_root"] is None  # slim, no local paths
     trained, _ = T.load_checkpoint(tmp_path / "run")
     for (k, a), b in zip(model.state_dict().items(), trained.state_dict().values()):
         assert torch.equal(a, b), k
+
+
+@pytest.mark.data
+def test_export_takes_the_commit_where_there_is_no_git(exported, tmp_path, mnist_root):
+    # e.g. on a lent GPU machine that receives the work tree without .git
+    P.export(tmp_path / "run", "mnist_glow", command="c", data="d", commit="f" * 40, importance_samples=1,
+             data_root=mnist_root, log=lambda *a: None)
+    assert P.load_pretrained("mnist_glow")[1]["commit"] == "f" * 40
 
 
 @pytest.mark.data
