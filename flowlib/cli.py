@@ -46,6 +46,9 @@ def _train_parser(sub) -> None:
     p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
     p.add_argument("--warmup-steps", dest="warmup_steps", type=int, help="linear lr warm-up (default 200)")
     p.add_argument("--grad-clip", dest="grad_clip", type=float, help="max gradient norm (default 50)")
+    p.add_argument("--ema", type=float, metavar="DECAY",
+                   help="evaluate, sample and export with a Polyak average of the weights, e.g. 0.999 "
+                        "(default 0: off)")
     p.add_argument("--K", type=int, help="Glow: flow steps per level")
     p.add_argument("--L", type=int, help="Glow: levels")
     p.add_argument("--hidden", type=int, help="coupling network width")

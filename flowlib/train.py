@@ -32,6 +32,10 @@ Behaviour worth knowing:
 * **Non-finite losses** (or gradient norms) skip the optimizer step; they are counted in
   ``skipped_steps``. More than ``max_bad_steps`` in a row raise :class:`TrainingDiverged`,
   naming the last good checkpoint (which is kept as it was).
+* **Weight averaging.** With ``ema`` (e.g. 0.999) an exponential moving average of the
+  weights is kept, as openai/glow does; evaluations and samples use it, checkpoints
+  store it next to the raw weights (``ema_model``), and :func:`load_checkpoint` returns
+  it. ``--resume`` continues from the raw weights and the stored average.
 * **Devices.** CUDA when available, else the CPU; ``device`` overrides. ``bf16`` runs the
   forward pass under bfloat16 autocast (CUDA only); the loss is summed in float32.
 * **torchrun.** With ``WORLD_SIZE`` in the environment, the process group is initialised
@@ -65,6 +69,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from .averaging import WeightAverage
 from .metrics import evaluate_bpd
 from .models import Glow, MultiscaleFlow, SimpleFlow
 from .viz import save_grid
@@ -116,7 +121,10 @@ class TrainConfig:
     mirrors each training image with probability 1/2 (CelebA's default: faces are
     left-right symmetric, digits are not).
     Length: ``max_steps`` if set, else ``epochs``. Optimisation: Adam(``lr``) with a
-    linear warm-up over ``warmup_steps``, gradient norm clipped to ``grad_clip``.
+    linear warm-up over ``warmup_steps``, gradient norm clipped to ``grad_clip``; ``ema``
+    (e.g. 0.999; 0 turns it off) keeps a Polyak average of the weights
+    (:class:`~flowlib.averaging.WeightAverage`) that evaluations, samples and
+    :func:`load_checkpoint` use.
     Evaluation every ``eval_every`` steps on ``eval_images`` test images (a fixed random
     subset; 0 turns it off), and at the end on ``final_eval_images`` (None: the whole test
     set). Samples: ``n_samples`` images at ``temperature`` every ``sample_every``
@@ -138,6 +146,7 @@ class TrainConfig:
     lr: float = 1e-3
     warmup_steps: int = 200
     grad_clip: float = 50.0
+    ema: float = 0.0
     epochs: float | None = None
     max_steps: int | None = None
     eval_every: int = 500
@@ -194,6 +203,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 0 (0 turns it off), got {getattr(cfg, name)}.")
         if cfg.lr <= 0 or cfg.grad_clip <= 0:
             raise ValueError(f"lr and grad_clip must be positive, got lr={cfg.lr}, grad_clip={cfg.grad_clip}.")
+        if not 0.0 <= cfg.ema < 1.0:
+            raise ValueError(f"ema is the weight average's decay, between 0 (off) and 1 (e.g. 0.999), got {cfg.ema}.")
         if cfg.max_steps is not None and cfg.max_steps < 0:
             raise ValueError(f"max_steps must be >= 0, got {cfg.max_steps}.")
         return cfg
@@ -372,7 +383,8 @@ def read_checkpoint(path, map_location=None) -> dict:
 def load_checkpoint(path, map_location=None, model: str | None = None):
     """Rebuild the model stored in a checkpoint: returns ``(model, checkpoint_dict)``.
 
-    ``path`` is a checkpoint file or a run folder (its ``checkpoints/last.pt``).
+    ``path`` is a checkpoint file or a run folder (its ``checkpoints/last.pt``). A run
+    trained with ``ema`` comes back with its averaged weights, the ones it evaluated.
     ``model`` (a :data:`MODELS` name), when given, must be the stored model.
     Raises :class:`CheckpointError` for a missing file, a file that is not a flowlib
     checkpoint, another model, or a state dict that does not fit.
@@ -393,7 +405,7 @@ def load_checkpoint(path, map_location=None, model: str | None = None):
     if not isinstance(getattr(net, "config", None), dict):
         net.config = dict(ckpt["model_config"])
     try:
-        net.load_state_dict(ckpt["model"])
+        net.load_state_dict(ckpt.get("ema_model") or ckpt["model"])
     except RuntimeError as err:
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         raise CheckpointError(f"{path}: the stored weights do not fit {cls.__name__}"
@@ -667,6 +679,7 @@ def _train(cfg: TrainConfig, model: nn.Module, dd: _Distributed, out: Path, ckpt
             group["initial_lr"], group["lr"] = cfg.lr, cfg.lr * scheduler.lr_lambdas[0](scheduler.last_epoch)
         step, skipped = ckpt["step"], ckpt.get("skipped_steps", 0)
         wall_time, last_test = ckpt.get("wall_time", 0.0), ckpt.get("test_bpd")
+        stored_average = (ckpt.get("ema_model"), ckpt.get("ema_updates", 0))
         rngs = ckpt.get("rng") or []
         if dd.rank < len(rngs) and rngs[dd.rank] is not None:
             set_rng_state(rngs[dd.rank])
@@ -682,6 +695,12 @@ def _train(cfg: TrainConfig, model: nn.Module, dd: _Distributed, out: Path, ckpt
             model.log_prob(train_images[init_idx].to(device).contiguous(memory_format=memory_format))
         _debug_dump(model, out, f"rank{dd.rank}_init")
     model.train()
+    # Polyak averaging; a resumed run without a stored average starts one from its weights.
+    average = None
+    if cfg.ema:
+        state, updates = stored_average if resume else (None, 0)
+        average = WeightAverage(model, cfg.ema, state, updates if state else 0)
+    averaged = average.applied if average else contextlib.nullcontext
 
     objective: nn.Module = _Objective(model)
     if dd.enabled:
@@ -695,16 +714,17 @@ def _train(cfg: TrainConfig, model: nn.Module, dd: _Distributed, out: Path, ckpt
     n_params = sum(p.numel() for p in model.parameters())
     log(f"flowlib train: {cfg.model} on {cfg.dataset} {tuple(model.image_shape)} {cfg.n_bits}-bit, {n_params:,} parameters, "
         f"device {_device_description(device, dd.world)}{', channels_last' if use_cl else ''}"
-        f"{', bf16 autocast' if cfg.bf16 else ''}; "
+        f"{', bf16 autocast' if cfg.bf16 else ''}"
+        f"{f', evaluated with weights averaged at decay {cfg.ema}' if average else ''}; "
         f"{'resuming at' if resume else 'starting at'} step {step} of {total_steps} "
         f"({batches.per_epoch} steps per epoch); run folder {out}")
 
     def evaluate(n_images):
-        with _fixed_rng(device, cfg.seed + 12345):
+        with _fixed_rng(device, cfg.seed + 12345), averaged():
             return evaluate_bpd(model, test_images, cfg.eval_batch_size, 1, max_images=n_images)
 
     def write_samples(at_step):
-        with _fixed_rng(device, cfg.sample_seed):
+        with _fixed_rng(device, cfg.sample_seed), averaged():
             model.eval()
             try:
                 images = model.sample(cfg.n_samples, cfg.temperature,
@@ -728,7 +748,9 @@ def _train(cfg: TrainConfig, model: nn.Module, dd: _Distributed, out: Path, ckpt
             return save_checkpoint(
                 ckpt_file, model, optimizer, scheduler, train_config=cfg, rng=rngs, step=at_step,
                 epoch=batches.position(at_step)[0], batch_in_epoch=batches.position(at_step)[1],
-                skipped_steps=skipped, wall_time=wall_time, test_bpd=last_test, hardware=hardware)
+                skipped_steps=skipped, wall_time=wall_time, test_bpd=last_test, hardware=hardware,
+                ema_model=average.state_dict() if average else None,
+                ema_updates=average.updates if average else 0)
         except ValueError as err:
             log(f"{err} Last good checkpoint kept: {ckpt_file if ckpt_file.exists() else 'none'}.")
             return None
@@ -770,6 +792,8 @@ def _train(cfg: TrainConfig, model: nn.Module, dd: _Distributed, out: Path, ckpt
             loss_value, norm_value, stop_requested = stats.tolist()
             if math.isfinite(loss_value) and math.isfinite(norm_value):
                 optimizer.step()
+                if average:
+                    average.update()
                 bad_in_row = 0
                 window["loss"] += loss_value
                 window["n"] += 1

@@ -47,6 +47,19 @@ def test_export_takes_the_commit_where_there_is_no_git(exported, tmp_path, mnist
 
 
 @pytest.mark.data
+def test_export_of_an_averaged_run_ships_the_average(tmp_path, mnist_root, monkeypatch):
+    monkeypatch.setattr(P, "pretrained_dir", lambda: tmp_path / "pretrained")
+    monkeypatch.setattr(P, "SUBSET_IMAGES", 16)
+    T.train(tiny(tmp_path / "run", mnist_root, max_steps=6, ema=0.9))
+    path = P.export(tmp_path / "run", "mnist_glow", command="c", data="d", importance_samples=1,
+                    data_root=mnist_root, log=lambda *a: None)
+    shipped, run = T.read_checkpoint(path), T.read_checkpoint(tmp_path / "run")
+    assert shipped.get("ema_model") is None and shipped["train_config"]["ema"] == 0.9
+    for k, v in shipped["model"].items():
+        assert torch.equal(v, run["ema_model"][k]), k
+
+
+@pytest.mark.data
 def test_check_reproduces_the_recorded_bpd_and_catches_a_change(exported, mnist_root, capsys):
     (row,) = P.check(data_root=mnist_root, log=lambda *a: None)
     assert row["difference"] == 0.0 and row["images"] == 64

@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from flowlib import train as T
+from flowlib.averaging import WeightAverage
+from flowlib.checks import perturb_
 from flowlib.viz import make_grid, save_grid
 
 
@@ -117,17 +119,70 @@ def test_resume_refuses_another_architecture(tmp_path, mnist_root):
     assert T.read_checkpoint(tmp_path / "run")["optimizer"]["param_groups"][0]["lr"] == pytest.approx(5e-4)
 
 
+# --------------------------------------------------------------------------- weight averaging
+
+
+def test_weight_average_follows_its_formula_and_gives_the_raw_weights_back():
+    model = torch.nn.Linear(3, 2)
+    average = WeightAverage(model, decay=0.9)
+    expected = model.weight.detach().clone()
+    for n in range(30):
+        with torch.no_grad():
+            model.weight.add_(1.0)
+        average.update()
+        d = min(0.9, (1 + n) / (10 + n))  # the warm-up: early updates weigh more
+        expected = d * expected + (1 - d) * model.weight.detach()
+    raw = model.weight.detach().clone()
+    with average.applied() as m:
+        assert torch.allclose(m.weight, expected)
+    assert torch.equal(model.weight, raw), "the raw weights must come back after the block"
+    state = average.state_dict()
+    assert torch.allclose(state["weight"], expected) and torch.equal(model.weight, raw)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        WeightAverage(model, decay=1.0)
+    with pytest.raises(ValueError, match="lacks bias"):
+        WeightAverage(model, 0.9, state={"weight": raw})
+
+
+def test_averaged_glow_in_eval_mode_does_not_reuse_the_raw_weights_cached_1x1_inverse():
+    glow = perturb_(T.build_model("glow", (1, 8, 8), K=2, L=2, hidden=8), seed=1).eval()
+    average = WeightAverage(glow, decay=0.5)
+    x = torch.randint(0, 256, (4, 1, 8, 8))
+
+    def log_prob(model):  # the same dequantization noise every time
+        torch.manual_seed(0)
+        return model.log_prob(x)
+
+    perturb_(glow, seed=2)
+    average.update()
+    raw_logp = log_prob(glow)  # fills the 1x1 convolutions' caches with the raw W
+    twin = T.build_model("glow", (1, 8, 8), K=2, L=2, hidden=8).eval()
+    twin.load_state_dict(average.state_dict())
+    with average.applied():
+        assert torch.allclose(log_prob(glow), log_prob(twin), atol=1e-4)
+    assert not torch.allclose(raw_logp, log_prob(twin), atol=1e-3)
+
+
+def test_ema_run_evaluates_stores_and_resumes_its_average(tmp_path, mnist_root):
+    straight = T.train(tiny(tmp_path / "a", mnist_root, max_steps=12, ema=0.9))
+    T.train(tiny(tmp_path / "b", mnist_root, max_steps=7, checkpoint_every=3, ema=0.9))
+    T.train(tiny(tmp_path / "b", mnist_root, max_steps=12, ema=0.9), resume=True)
+    a, b = T.read_checkpoint(tmp_path / "a"), T.read_checkpoint(tmp_path / "b")
+    assert a["ema_updates"] == b["ema_updates"] == 12
+    assert_same_state(a["ema_model"], b["ema_model"])
+    assert_same_state(a["model"], b["model"])
+    assert any(not torch.equal(a["model"][k], a["ema_model"][k]) for k in a["model"])
+    # load_checkpoint gives the average, the weights the run evaluated
+    model, _ = T.load_checkpoint(tmp_path / "a")
+    assert_same_state(model.state_dict(), a["ema_model"])
+    assert math.isfinite(straight.test_bpd)
+    # an average can start on resume, from the weights reached so far
+    T.train(tiny(tmp_path / "c", mnist_root, max_steps=4))
+    T.train(tiny(tmp_path / "c", mnist_root, max_steps=6, ema=0.9), resume=True)
+    assert T.read_checkpoint(tmp_path / "c")["ema_updates"] == 2
+
+
 # --------------------------------------------------------------------------- checkpoints
-
-
-def test_random_hflip_mirrors_about_half_the_images():
-    torch.manual_seed(0)
-    x = torch.arange(400 * 2 * 3 * 4).reshape(400, 2, 3, 4)
-    y = T.random_hflip(x)
-    mirrored = (y == x.flip(-1)).flatten(1).all(1)
-    kept = (y == x).flatten(1).all(1)
-    assert (mirrored ^ kept).all(), "every image is either kept or mirrored whole"
-    assert 150 < mirrored.sum() < 250
 
 
 def test_load_checkpoint_errors(tmp_path):
@@ -237,6 +292,16 @@ def test_sharded_batches_are_deterministic_and_disjoint():
         T.ShardedBatches(10, 8, seed=0, world=2)
 
 
+def test_random_hflip_mirrors_about_half_the_images():
+    torch.manual_seed(0)
+    x = torch.arange(400 * 2 * 3 * 4).reshape(400, 2, 3, 4)
+    y = T.random_hflip(x)
+    mirrored = (y == x.flip(-1)).flatten(1).all(1)
+    kept = (y == x).flatten(1).all(1)
+    assert (mirrored ^ kept).all(), "every image is either kept or mirrored whole"
+    assert 150 < mirrored.sum() < 250
+
+
 def test_config_defaults_and_errors():
     cfg = T.TrainConfig().resolved()
     assert (cfg.n_bits, cfg.size, cfg.K, cfg.L, cfg.hidden, cfg.lr, cfg.epochs) == (8, 28, 4, 2, 64, 1e-3, 2)
@@ -250,6 +315,8 @@ def test_config_defaults_and_errors():
         T.TrainConfig(dataset="cifar").resolved()
     with pytest.raises(ValueError, match="28 or 32"):
         T.TrainConfig(size=64).resolved()
+    with pytest.raises(ValueError, match="ema is the weight average's decay"):
+        T.TrainConfig(ema=1.0).resolved()
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="--bf16 needs CUDA"):
             T.train(T.TrainConfig(bf16=True))
