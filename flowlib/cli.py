@@ -40,6 +40,9 @@ def _train_parser(sub) -> None:
     p.add_argument("--out", help="run folder (default: runs/DATASET-MODEL)")
     p.add_argument("--resume", action="store_true", default=False,
                    help="continue the run in --out from its last checkpoint")
+    p.add_argument("--init-from", dest="init_from", metavar="CHECKPOINT",
+                   help="start a new run from this checkpoint's weights (a run folder or a shipped .pt), "
+                        "continuing its step count, with a fresh optimizer; its settings are the defaults")
     p.add_argument("--epochs", type=float)
     p.add_argument("--max-steps", dest="max_steps", type=int, help="overrides --epochs")
     p.add_argument("--batch-size", dest="batch_size", type=int, help="per process (default 64)")
@@ -148,13 +151,20 @@ def _catalogue():
 
 def cmd_train(args) -> int:
     given = {k: v for k, v in vars(args).items() if k not in ("command", "func", "resume")}
+    names = {f.name for f in dataclasses.fields(T.TrainConfig)}
+    if args.resume and "init_from" in given:
+        raise ValueError("--resume continues the run in --out; --init-from starts a new one from a checkpoint's "
+                         "weights: use one of them.")
     if args.resume:
         base = T.TrainConfig(**given)
         out = base.out or f"runs/{base.dataset}-{base.model}"
         stored = _stored_train_config(Path(out) / "checkpoints" / "last.pt")
-        names = {f.name for f in dataclasses.fields(T.TrainConfig)}
         config = dataclasses.replace(T.TrainConfig(**{k: v for k, v in stored.items() if k in names}),
                                      **{**given, "out": out})
+    elif "init_from" in given:  # the checkpoint's settings, less where it ran, are the defaults
+        stored = _stored_train_config(T.checkpoint_path(given["init_from"]), "start a run from it")
+        keep = {k: v for k, v in stored.items() if k in names and k not in ("out", "data_root", "device", "init_from")}
+        config = T.TrainConfig(**{**keep, **given})
     else:
         config = T.TrainConfig(**given)
     result = T.train(config, resume=args.resume)
@@ -165,17 +175,17 @@ def cmd_train(args) -> int:
     return EXIT_INTERRUPTED if result.interrupted else 0
 
 
-def _stored_train_config(path) -> dict:
+def _stored_train_config(path, purpose="resume") -> dict:
     import torch
 
     if not path.is_file():
-        raise T.CheckpointError(f"Cannot resume: no checkpoint at {path}.")
+        raise T.CheckpointError(f"Cannot {purpose}: no checkpoint at {path}.")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:
         raise T.CheckpointError(f"{path} is not a flowlib checkpoint.") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("train_config"), dict):
-        raise T.CheckpointError(f"{path} holds no training configuration: it cannot be resumed.")
+        raise T.CheckpointError(f"{path} holds no training configuration: cannot {purpose}.")
     return ckpt["train_config"]
 
 

@@ -5,6 +5,8 @@ Plain functions, no framework::
     from flowlib.train import TrainConfig, train
     result = train(TrainConfig(model="glow", dataset="mnist", out="runs/mnist-glow"))
     result = train(TrainConfig(out="runs/mnist-glow", max_steps=20000), resume=True)
+    result = train(TrainConfig(model="multiscale", out="runs/more", max_steps=20000, lr=1e-4,
+                               init_from="data/pretrained/mnist_multiscale.pt"))
 
 A run folder holds ``config.json`` (the resolved :class:`TrainConfig`), ``metrics.csv``
 (one row every ``log_every`` steps and at every evaluation), ``samples/step_XXXXXX.png``
@@ -36,6 +38,11 @@ Behaviour worth knowing:
   weights is kept, as openai/glow does; evaluations and samples use it, checkpoints
   store it next to the raw weights (``ema_model``), and :func:`load_checkpoint` returns
   it. ``--resume`` continues from the raw weights and the stored average.
+* **Starting from a checkpoint.** ``init_from`` (``--init-from``) starts a new run from
+  the weights of another run's checkpoint or of a shipped one (and its average, if it
+  stored one), continuing its step count, wall time and data order, with a fresh
+  optimizer and learning-rate warm-up: how a run continues across machines that only
+  keep the shipped checkpoint, which holds no optimizer state.
 * **Devices.** CUDA when available, else the CPU; ``device`` overrides. ``bf16`` runs the
   forward pass under bfloat16 autocast (CUDA only); the loss is summed in float32.
 * **torchrun.** With ``WORLD_SIZE`` in the environment, the process group is initialised
@@ -97,9 +104,10 @@ DATASETS = {
 }
 PREPROCESS = {"logit": 1e-5, "center": None}  # --preprocess -> Glow's logit_alpha
 TEST_SPLIT = {"mnist": "test", "celeba": "test"}
-# Fields that must match between a checkpoint and the run that resumes it.
-IDENTITY_FIELDS = ("model", "dataset", "n_bits", "size", "K", "L", "hidden", "preprocess", "batch_size",
-                   "seed")
+# Fields that must match between a checkpoint and a run started from its weights (init_from) ...
+ARCHITECTURE_FIELDS = ("model", "dataset", "n_bits", "size", "K", "L", "hidden", "preprocess")
+# ... and the run that resumes it (same data order too).
+IDENTITY_FIELDS = ARCHITECTURE_FIELDS + ("batch_size", "seed")
 
 
 class CheckpointError(ValueError):
@@ -124,7 +132,8 @@ class TrainConfig:
     linear warm-up over ``warmup_steps``, gradient norm clipped to ``grad_clip``; ``ema``
     (e.g. 0.999; 0 turns it off) keeps a Polyak average of the weights
     (:class:`~flowlib.averaging.WeightAverage`) that evaluations, samples and
-    :func:`load_checkpoint` use.
+    :func:`load_checkpoint` use. ``init_from``: a checkpoint whose weights, step count and
+    wall time a new run starts from (with a fresh optimizer).
     Evaluation every ``eval_every`` steps on ``eval_images`` test images (a fixed random
     subset; 0 turns it off), and at the end on ``final_eval_images`` (None: the whole test
     set). Samples: ``n_samples`` images at ``temperature`` every ``sample_every``
@@ -147,6 +156,7 @@ class TrainConfig:
     warmup_steps: int = 200
     grad_clip: float = 50.0
     ema: float = 0.0
+    init_from: str | None = None
     epochs: float | None = None
     max_steps: int | None = None
     eval_every: int = 500
@@ -599,7 +609,8 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
 
     ``resume=True`` continues from ``<out>/checkpoints/last.pt``: the architecture
     fields (:data:`IDENTITY_FIELDS`) must match the checkpoint; others (length,
-    intervals, lr, device) may change. Raises ValueError / CheckpointError /
+    intervals, lr, device) may change. A new run with ``init_from`` starts from that
+    checkpoint's weights (:data:`ARCHITECTURE_FIELDS` must match; ignored on resume). Raises ValueError / CheckpointError /
     DataNotFoundError on bad input and :class:`TrainingDiverged` on divergence.
     """
     cfg = config.resolved()
@@ -610,16 +621,16 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     if not resume and ckpt_file.exists():
         raise ValueError(f"{out} already holds a run ({ckpt_file}); pass --resume to continue it "
                          f"or choose another --out.")
-    ckpt = None
+    ckpt = init = None
     if resume:
         if not ckpt_file.exists():
             raise CheckpointError(f"Cannot resume: no checkpoint at {ckpt_file}.")
-        ckpt = read_checkpoint(ckpt_file, map_location="cpu")
-        stored = dict(ckpt.get("train_config") or {}, model=ckpt.get("model_name"))
-        diff = [f"{k}={stored.get(k)!r} (this run asks for {getattr(cfg, k)!r})" for k in IDENTITY_FIELDS
-                if k in stored and stored[k] != getattr(cfg, k)]
-        if diff:
-            raise CheckpointError(f"{ckpt_file} does not fit this run: it was trained with {', '.join(diff)}.")
+        ckpt = _read_fitting_checkpoint(ckpt_file, cfg, IDENTITY_FIELDS)
+        if ckpt.get("optimizer") is None:
+            raise CheckpointError(f"{ckpt_file} holds no optimizer state (a shipped checkpoint?), so it cannot be "
+                                  f"resumed exactly: start a new run from its weights with --init-from {ckpt_file}.")
+    elif cfg.init_from:
+        init = _read_fitting_checkpoint(cfg.init_from, cfg, ARCHITECTURE_FIELDS)
     shape = (DATASETS[cfg.dataset]["channels"], cfg.size, cfg.size)
     # Build once before touching data or processes, so bad sizes/levels fail fast.
     torch.manual_seed(cfg.seed)
@@ -629,13 +640,32 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     model = build_model(cfg.model, shape, n_bits=cfg.n_bits, **arch)
     dd = _Distributed(cfg.device)
     try:
-        return _train(cfg, model, dd, out, ckpt_file, ckpt)
+        return _train(cfg, model, dd, out, ckpt_file, ckpt, init)
     finally:
         dd.close()
 
 
+def _read_fitting_checkpoint(path, cfg: TrainConfig, fields) -> dict:
+    """The checkpoint at ``path``; CheckpointError unless its ``fields`` match ``cfg``'s."""
+    ckpt = read_checkpoint(path, map_location="cpu")
+    stored = dict(ckpt.get("train_config") or {}, model=ckpt.get("model_name"))
+    diff = [f"{k}={stored.get(k)!r} (this run asks for {getattr(cfg, k)!r})" for k in fields
+            if k in stored and stored[k] != getattr(cfg, k)]
+    if diff:
+        raise CheckpointError(f"{checkpoint_path(path)} does not fit this run: it was trained with {', '.join(diff)}.")
+    return ckpt
+
+
+def _load_weights(model: nn.Module, state: dict, source) -> None:
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise CheckpointError(f"{source}: the stored weights do not fit the model: "
+                              f"{' '.join(str(err).split())[:300]}") from None
+
+
 def _train(cfg: TrainConfig, model: nn.Module, dd: _Distributed, out: Path, ckpt_file: Path,
-           ckpt: dict | None) -> TrainResult:
+           ckpt: dict | None, init: dict | None) -> TrainResult:
     resume = ckpt is not None
     device, main = dd.device, dd.main
     log = _log if main else (lambda msg: None)
@@ -666,11 +696,7 @@ def _train(cfg: TrainConfig, model: nn.Module, dd: _Distributed, out: Path, ckpt
         if main:  # temporary files of a run killed while writing
             for stale in ckpt_file.parent.glob(f".{ckpt_file.name}.tmp*"):
                 stale.unlink(missing_ok=True)
-        try:
-            model.load_state_dict(ckpt["model"])
-        except RuntimeError as err:
-            raise CheckpointError(f"{ckpt_file}: the stored weights do not fit the model: "
-                                  f"{' '.join(str(err).split())[:300]}") from None
+        _load_weights(model, ckpt["model"], ckpt_file)
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         # This run's lr wins over the stored one (e.g. lowered after a divergence).
@@ -679,13 +705,18 @@ def _train(cfg: TrainConfig, model: nn.Module, dd: _Distributed, out: Path, ckpt
             group["initial_lr"], group["lr"] = cfg.lr, cfg.lr * scheduler.lr_lambdas[0](scheduler.last_epoch)
         step, skipped = ckpt["step"], ckpt.get("skipped_steps", 0)
         wall_time, last_test = ckpt.get("wall_time", 0.0), ckpt.get("test_bpd")
-        stored_average = (ckpt.get("ema_model"), ckpt.get("ema_updates", 0))
         rngs = ckpt.get("rng") or []
         if dd.rank < len(rngs) and rngs[dd.rank] is not None:
             set_rng_state(rngs[dd.rank])
         else:  # e.g. a checkpoint written on Ctrl-C under DDP holds rank 0's RNG only
             torch.manual_seed(cfg.seed * 1_000_003 + 7919 * dd.rank + step)
-        ckpt.clear()  # free the memory
+    elif init is not None:  # its weights, step and wall time; this run's fresh optimizer
+        _load_weights(model, init["model"], cfg.init_from)
+        step, wall_time = init.get("step") or 0, init.get("wall_time") or 0.0
+        if step >= total_steps:
+            raise ValueError(f"{cfg.init_from} is at step {step:,}, and this run would stop at step {total_steps:,}: "
+                             f"the step count continues from the checkpoint, so ask for more --max-steps or --epochs.")
+        torch.manual_seed(cfg.seed * 1_000_003 + 7919 * dd.rank + step)
     else:
         torch.manual_seed(cfg.seed * 1_000_003 + 7919 * dd.rank + 1)  # per-rank dequantization noise
         # ActNorm's data-dependent init, on every rank before DDP (stats all-reduced inside).
@@ -695,11 +726,13 @@ def _train(cfg: TrainConfig, model: nn.Module, dd: _Distributed, out: Path, ckpt
             model.log_prob(train_images[init_idx].to(device).contiguous(memory_format=memory_format))
         _debug_dump(model, out, f"rank{dd.rank}_init")
     model.train()
-    # Polyak averaging; a resumed run without a stored average starts one from its weights.
-    average = None
+    # Polyak averaging, continuing a stored average; without one it starts from the weights.
+    average, start = None, ckpt if resume else init
     if cfg.ema:
-        state, updates = stored_average if resume else (None, 0)
-        average = WeightAverage(model, cfg.ema, state, updates if state else 0)
+        state = start.get("ema_model") if start else None
+        average = WeightAverage(model, cfg.ema, state, start.get("ema_updates", 0) if state else 0)
+    if resume:
+        ckpt.clear()  # free the memory
     averaged = average.applied if average else contextlib.nullcontext
 
     objective: nn.Module = _Objective(model)
@@ -717,6 +750,7 @@ def _train(cfg: TrainConfig, model: nn.Module, dd: _Distributed, out: Path, ckpt
         f"{', bf16 autocast' if cfg.bf16 else ''}"
         f"{f', evaluated with weights averaged at decay {cfg.ema}' if average else ''}; "
         f"{'resuming at' if resume else 'starting at'} step {step} of {total_steps} "
+        f"{f'from the weights of {cfg.init_from} ' if init is not None else ''}"
         f"({batches.per_epoch} steps per epoch); run folder {out}")
 
     def evaluate(n_images):
@@ -767,9 +801,9 @@ def _train(cfg: TrainConfig, model: nn.Module, dd: _Distributed, out: Path, ckpt
 
     if main and not resume and cfg.eval_every:
         last_test = evaluate(cfg.eval_images)
-        _write_metrics(out / "metrics.csv", dict(step=0, epoch=0, test_bpd=last_test, lr=scheduler.get_last_lr()[0],
-                                                 skipped_steps=0, wall_time=0.0))
-        log(f"step 0: test bpd {last_test:.4f} ({min(cfg.eval_images, len(test_images))} test images)")
+        _write_metrics(out / "metrics.csv", dict(step=step, epoch=batches.position(step)[0], test_bpd=last_test,
+                                                 lr=scheduler.get_last_lr()[0], skipped_steps=0, wall_time=wall_time))
+        log(f"step {step}: test bpd {last_test:.4f} ({min(cfg.eval_images, len(test_images))} test images)")
 
     with _StopFlag() as stop:
         t_last = time.perf_counter()

@@ -79,6 +79,19 @@ def test_resume_with_another_model_is_a_clear_error(capsys, run_dir):
     assert err.count("\n") == 1
 
 
+def test_init_from_takes_the_checkpoints_settings(capsys, tmp_path, run_dir, mnist_root):
+    code, out, _ = run_cli(capsys, "train", "--out", tmp_path / "more", "--init-from", run_dir, "--max-steps", 10,
+                           "--data-root", mnist_root)
+    assert code == 0 and "done: step 10" in out
+    config = T.read_checkpoint(tmp_path / "more")["train_config"]
+    assert (config["K"], config["hidden"], config["batch_size"]) == (1, 8, 16)
+    assert config["init_from"] == str(run_dir) and config["out"] == str(tmp_path / "more")
+    code, _, err = run_cli(capsys, "train", "--out", tmp_path / "more", "--resume", "--init-from", run_dir)
+    assert code == 2 and "use one of them" in err and err.count("\n") == 1
+    code, _, err = run_cli(capsys, "train", "--out", tmp_path / "x", "--init-from", tmp_path / "missing.pt")
+    assert code == 2 and "Cannot start a run from it: no checkpoint at" in err
+
+
 def test_checkpoint_errors_in_other_commands(capsys, tmp_path):
     code, _, err = run_cli(capsys, "sample", "--checkpoint", tmp_path / "missing.pt")
     assert code == 2 and "No checkpoint at" in err

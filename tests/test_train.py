@@ -182,6 +182,48 @@ def test_ema_run_evaluates_stores_and_resumes_its_average(tmp_path, mnist_root):
     assert T.read_checkpoint(tmp_path / "c")["ema_updates"] == 2
 
 
+# --------------------------------------------------------------------------- starting from a checkpoint
+
+
+def test_a_new_run_starts_from_a_checkpoints_weights_step_and_average(tmp_path, mnist_root):
+    first = T.train(tiny(tmp_path / "a", mnist_root, max_steps=6, ema=0.9))
+    # A run folder: its raw weights and its average; a fresh optimizer; steps continue.
+    more = T.train(tiny(tmp_path / "b", mnist_root, max_steps=9, ema=0.9, eval_every=100,
+                        init_from=str(tmp_path / "a")))
+    start = read_metrics(tmp_path / "b")[0]
+    assert int(start["step"]) == 6
+    assert float(start["test_bpd"]) == pytest.approx(first.test_bpd, abs=1e-5)  # same weights, same images (csv rounds)
+    ckpt = T.read_checkpoint(tmp_path / "b")
+    assert more.step == ckpt["step"] == 9 and ckpt["ema_updates"] == 9
+    assert {int(s["step"]) for s in ckpt["optimizer"]["state"].values()} == {3}
+    assert ckpt["wall_time"] > T.read_checkpoint(tmp_path / "a")["wall_time"]
+    # A shipped checkpoint: the averaged weights only, no optimizer (as flowlib.pretrained.export writes).
+    model, a = T.load_checkpoint(tmp_path / "a")
+    shipped = T.save_checkpoint(tmp_path / "shipped.pt", model, train_config=T.TrainConfig(**a["train_config"]),
+                                step=a["step"], wall_time=a["wall_time"])
+    T.train(tiny(tmp_path / "c", mnist_root, max_steps=8, eval_every=100, init_from=str(shipped)))
+    assert float(read_metrics(tmp_path / "c")[0]["test_bpd"]) == pytest.approx(first.test_bpd, abs=1e-5)
+    assert T.read_checkpoint(tmp_path / "c")["step"] == 8
+
+
+def test_starting_from_a_checkpoint_errors(tmp_path, mnist_root):
+    T.train(tiny(tmp_path / "a", mnist_root, max_steps=4))
+    with pytest.raises(T.CheckpointError, match=r"hidden=8 \(this run asks for 16\)"):
+        T.train(tiny(tmp_path / "b", mnist_root, hidden=16, init_from=str(tmp_path / "a")))
+    with pytest.raises(ValueError, match="is at step 4, and this run would stop at step 3"):
+        T.train(tiny(tmp_path / "b", mnist_root, max_steps=3, init_from=str(tmp_path / "a")))
+    with pytest.raises(T.CheckpointError, match="No checkpoint at"):
+        T.train(tiny(tmp_path / "b", mnist_root, init_from=str(tmp_path / "missing.pt")))
+    # batch size and seed may change: only the architecture must match
+    T.train(tiny(tmp_path / "b", mnist_root, batch_size=8, seed=1, init_from=str(tmp_path / "a")))
+    # a checkpoint without optimizer state cannot be resumed exactly, and the error says what to do
+    model, a = T.load_checkpoint(tmp_path / "a")
+    T.save_checkpoint(tmp_path / "c" / "checkpoints" / "last.pt", model,
+                      train_config=T.TrainConfig(**a["train_config"]), step=4)
+    with pytest.raises(T.CheckpointError, match="no optimizer state .* --init-from"):
+        T.train(tiny(tmp_path / "c", mnist_root, max_steps=6), resume=True)
+
+
 # --------------------------------------------------------------------------- checkpoints
 
 
