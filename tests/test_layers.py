@@ -6,7 +6,7 @@ import torch
 
 from flowlib import checks
 from flowlib.layers import (ActNorm, ChannelAffineCoupling, FlowSequential, GatedConvNet,
-                            GlowCouplingNet, InvConv1x1, InvConv1x1LU, LearnedPrior,
+                            GlowCouplingNet, InvConv1x1, InvConv1x1LU, LayerNormChannels, LearnedPrior,
                             LogitTransform, MaskedAffineCoupling, ReversePermutation,
                             ShufflePermutation, Split, Squeeze, UniformDequantization,
                             VariationalDequantization, channel_mask, checkerboard_mask,
@@ -290,3 +290,18 @@ def test_wrong_channel_count_is_a_clear_error(name):
     layer, (c, h, w) = make(name, torch.float32)
     with pytest.raises(ValueError, match=f"expected.*{c}"):
         layer(torch.zeros(2, c + 1, h, w))
+
+
+def test_layer_norm_channels_normalises_each_pixel_over_its_channels():
+    norm = LayerNormChannels(5).double()
+    with torch.no_grad():
+        norm.gamma.uniform_(0.5, 2)
+        norm.beta.uniform_(-1, 1)
+    x = randn(3, 5, 4, 6, seed=2).double() * 3 + 1
+    mean, var = x.mean(1, keepdim=True), x.var(1, unbiased=False, keepdim=True)
+    expected = (x - mean) / torch.sqrt(var + norm.eps) * norm.gamma + norm.beta
+    for layout in (torch.contiguous_format, torch.channels_last):
+        y = norm(x.contiguous(memory_format=layout))
+        assert torch.allclose(y, expected, atol=1e-12), layout
+        assert y.is_contiguous(memory_format=layout), f"output should keep the input's {layout}"
+    assert torch.autograd.gradcheck(norm, (x[:1, :, :2, :2].clone().requires_grad_(),))

@@ -23,9 +23,12 @@ class LayerNormChannels(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = x.mean(dim=1, keepdim=True)
-        var = x.var(dim=1, unbiased=False, keepdim=True)
-        return (x - mean) / torch.sqrt(var + self.eps) * self.gamma + self.beta
+        # (x - mean) / sqrt(var + eps) * gamma + beta over channels, as one fused kernel on the
+        # channels-last view: 3 to 7 times faster than the spelled-out formula on the CPU
+        # (benchmarks/layer_norm_channels.py).
+        layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        y = F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], self.gamma.view(-1), self.beta.view(-1), self.eps)
+        return y.permute(0, 3, 1, 2).contiguous(memory_format=layout)
 
 
 class GatedConv(nn.Module):
