@@ -17,7 +17,7 @@ endif
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q $(TORCH_SPEC)
-	$(BIN)/pip install -q -e ".[course]"
+	$(BIN)/pip install -q -e ".[course,dev]"
 	touch $@
 
 setup: $(BIN)/.installed
