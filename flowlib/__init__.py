@@ -11,9 +11,3 @@ from .models import Glow, MultiscaleFlow, SimpleFlow
 
 __version__ = "0.1.0"
 __all__ = ["Glow", "MultiscaleFlow", "SimpleFlow", "checks", "layers", "metrics", "models"]
-
-
-def default_device():
-    """CUDA when available, else the CPU."""
-    import torch
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

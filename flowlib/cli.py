@@ -20,12 +20,12 @@ by Ctrl-C or SIGTERM after saving a checkpoint (``--resume`` continues). Set
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
-from pathlib import Path
 
-from . import train as T
+from .data import DATASETS
+from .models import MODELS
+from .train_config import PREPROCESS
 
 EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 1, 130
 
@@ -35,8 +35,8 @@ def _train_parser(sub) -> None:
                        argument_default=argparse.SUPPRESS,
                        description="Train a flow. Options left out take the dataset's defaults "
                                    "(or, with --resume, the run's stored settings).")
-    p.add_argument("--model", metavar="{" + ",".join(T.MODELS) + "}", help="default: glow")
-    p.add_argument("--dataset", metavar="{" + ",".join(T.DATASETS) + "}", help="default: mnist")
+    p.add_argument("--model", metavar="{" + ",".join(MODELS) + "}", help="default: glow")
+    p.add_argument("--dataset", metavar="{" + ",".join(DATASETS) + "}", help="default: mnist")
     p.add_argument("--out", help="run folder (default: runs/DATASET-MODEL)")
     p.add_argument("--resume", action="store_true", default=False,
                    help="continue the run in --out from its last checkpoint")
@@ -55,7 +55,7 @@ def _train_parser(sub) -> None:
     p.add_argument("--K", type=int, help="Glow: flow steps per level")
     p.add_argument("--L", type=int, help="Glow: levels")
     p.add_argument("--hidden", type=int, help="coupling network width")
-    p.add_argument("--preprocess", choices=sorted(T.PREPROCESS),
+    p.add_argument("--preprocess", choices=sorted(PREPROCESS),
                    help="Glow: logit transform (mnist default) or centring to [-0.5, 0.5) (celeba)")
     p.add_argument("--n-bits", dest="n_bits", type=int, help="bits per pixel (mnist 8, celeba 5)")
     p.add_argument("--size", type=int, help="image size (mnist 28, or 32 zero-padded; celeba 32)")
@@ -150,55 +150,28 @@ def _catalogue():
 
 
 def cmd_train(args) -> int:
+    from .train import run_training
+    from .train_config import run_config
+
     given = {k: v for k, v in vars(args).items() if k not in ("command", "func", "resume")}
-    names = {f.name for f in dataclasses.fields(T.TrainConfig)}
-    if args.resume and "init_from" in given:
-        raise ValueError("--resume continues the run in --out; --init-from starts a new one from a checkpoint's "
-                         "weights: use one of them.")
-    if args.resume:
-        base = T.TrainConfig(**given)
-        out = base.out or f"runs/{base.dataset}-{base.model}"
-        stored = _stored_train_config(Path(out) / "checkpoints" / "last.pt")
-        config = dataclasses.replace(T.TrainConfig(**{k: v for k, v in stored.items() if k in names}),
-                                     **{**given, "out": out})
-    elif "init_from" in given:  # the checkpoint's settings, less where it ran, are the defaults
-        stored = _stored_train_config(T.checkpoint_path(given["init_from"]), "start a run from it")
-        keep = {k: v for k, v in stored.items() if k in names and k not in ("out", "data_root", "device", "init_from")}
-        config = T.TrainConfig(**{**keep, **given})
-    else:
-        config = T.TrainConfig(**given)
-    result = T.train(config, resume=args.resume)
+    result = run_training(run_config(given, resume=args.resume), resume=args.resume)
     if os.environ.get("RANK", "0") == "0":
         bpd = f"{result.test_bpd:.4f}" if result.test_bpd is not None else "-"
-        print(f"{'interrupted' if result.interrupted else 'done'}: step {result.step}, last test bpd {bpd}, "
-              f"checkpoint {result.checkpoint}")
+        print(f"{'interrupted' if result.interrupted else 'done'}: step {result.step}, "
+              f"last test bpd {bpd}, checkpoint {result.checkpoint}")
     return EXIT_INTERRUPTED if result.interrupted else 0
 
 
-def _stored_train_config(path, purpose="resume") -> dict:
-    import torch
-
-    if not path.is_file():
-        raise T.CheckpointError(f"Cannot {purpose}: no checkpoint at {path}.")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        raise T.CheckpointError(f"{path} is not a flowlib checkpoint.") from None
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("train_config"), dict):
-        raise T.CheckpointError(f"{path} holds no training configuration: cannot {purpose}.")
-    return ckpt["train_config"]
-
-
 def _load(args):
-    import torch
+    from .checkpoints import load_checkpoint
+    from .runtime import resolve_device
 
-    device = torch.device(args.device) if args.device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model, ckpt = T.load_checkpoint(args.checkpoint, map_location=device)
+    model, ckpt = load_checkpoint(args.checkpoint, map_location=resolve_device(args.device))
     model.eval()
     return model, ckpt
 
 
-def _test_images(model, ckpt, data_root):
+def _test_images(ckpt, data_root):
     """The test split of the dataset the model was trained on."""
     from .pretrained import test_images
 
@@ -225,7 +198,7 @@ def cmd_eval(args) -> int:
     from .metrics import evaluate_bpd
 
     model, ckpt = _load(args)
-    images = _test_images(model, ckpt, args.data_root)
+    images = _test_images(ckpt, args.data_root)
     torch.manual_seed(args.seed)
     n = len(images) if args.max_images is None else min(args.max_images, len(images))
     bpd = evaluate_bpd(model, images, args.batch_size, args.importance_samples, max_images=n)
@@ -242,7 +215,7 @@ def cmd_interpolate(args) -> int:
     model, ckpt = _load(args)
     if args.steps < 2 or args.pairs < 1:
         raise ValueError(f"--steps must be >= 2 and --pairs >= 1, got {args.steps} and {args.pairs}.")
-    images = _test_images(model, ckpt, args.data_root)
+    images = _test_images(ckpt, args.data_root)
     g = torch.Generator().manual_seed(args.seed)
     idx = torch.randperm(len(images), generator=g)[:2 * args.pairs].tolist()
     if len(idx) < 2 * args.pairs:
@@ -296,9 +269,11 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if os.environ.get("FLOWLIB_DEBUG") not in (None, "", "0"):
         return args.func(args)
+    from .train import TrainingDiverged
+
     try:
         return args.func(args)
-    except T.TrainingDiverged as err:
+    except TrainingDiverged as err:
         print(f"flowlib {args.command}: {_one_line(err)}", file=sys.stderr)
         return EXIT_DIVERGED
     except (ValueError, FileNotFoundError) as err:  # CheckpointError, DataNotFoundError, bad sizes

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import torch
 
-from . import train as T
-from .data import repo_data_dir
+from .checkpoints import load_checkpoint, read_checkpoint, save_checkpoint
+from .data import dataset_info, repo_data_dir
 from .metrics import evaluate_bpd
+from .train_config import TrainConfig
 
 SUBSET_IMAGES = 500  # the regression subset: the first 500 test images
 SUBSET_SEED = 0  # seeds the dequantization noise of every evaluation
@@ -54,18 +55,19 @@ def load_pretrained(name: str, map_location=None):
         have = ", ".join(available()) or "none"
         raise FileNotFoundError(f"No pretrained checkpoint {path} (present: {have}). Train one with "
                                 f"`flowlib train` and export it with flowlib.pretrained.export.")
-    model, ckpt = T.load_checkpoint(path, map_location=map_location)
+    model, ckpt = load_checkpoint(path, map_location=map_location)
     return model.eval(), ckpt.get("pretrained") or {}
 
 
 def test_images(ckpt: dict, data_root=None) -> torch.Tensor:
     """The test images of the dataset a checkpoint was trained on, at its bits and size."""
-    cfg = dict(ckpt.get("train_config") or {})
-    shape = ckpt["model_config"]["image_shape"]
-    dataset = cfg.get("dataset") or ("mnist" if shape[0] == 1 else "celeba")
-    config = T.TrainConfig(model=ckpt["model_name"], dataset=dataset, n_bits=ckpt["model_config"]["n_bits"],
-                           size=shape[-1], data_root=data_root).resolved()
-    return T.load_images(config, T.TEST_SPLIT[dataset])
+    dataset = (ckpt.get("train_config") or {}).get("dataset")
+    if dataset is None:
+        raise ValueError("This checkpoint does not say which dataset it was trained on "
+                         "(no train_config): evaluate it with flowlib.metrics.evaluate_bpd.")
+    config = ckpt["model_config"]
+    info = dataset_info(dataset)
+    return info.images(info.test_split, config["n_bits"], config["image_shape"][-1], data_root)
 
 
 def evaluate(model, images: torch.Tensor, importance_samples: int = 8, max_images: int | None = None) -> float:
@@ -82,7 +84,7 @@ def export(run, name: str, command: str, data: str, hardware: str | None = None,
     ``command``: the exact training command(s); ``data``: which data it saw; ``commit``:
     the code's git commit (default: this checkout's HEAD, "unknown" without git).
     """
-    model, ckpt = T.load_checkpoint(run, map_location="cpu")
+    model, ckpt = load_checkpoint(run, map_location="cpu")
     images = test_images(ckpt, data_root)
     log(f"{name}: evaluating on {len(images)} test images with {importance_samples} importance samples ...")
     full = evaluate(model, images, importance_samples)
@@ -95,7 +97,7 @@ def export(run, name: str, command: str, data: str, hardware: str | None = None,
         test_images=len(images), importance_samples=importance_samples, test_bpd=full,
         subset_images=min(SUBSET_IMAGES, len(images)), subset_bpd=subset,
     )
-    path = T.save_checkpoint(pretrained_path(name), model, train_config=T.TrainConfig(**train_config),
+    path = save_checkpoint(pretrained_path(name), model, train_config=TrainConfig(**train_config),
                              step=ckpt.get("step"), wall_time=ckpt.get("wall_time"), pretrained=record)
     log(f"{name}: test bpd {full:.4f} (subset {subset:.4f}); wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return path
@@ -109,7 +111,7 @@ def check(names=None, data_root=None, full: bool = False, log=print) -> list[dic
     rows = []
     for name in names or available():
         model, record = load_pretrained(name)
-        ckpt = T.read_checkpoint(pretrained_path(name))
+        ckpt = read_checkpoint(pretrained_path(name))
         images = test_images(ckpt, data_root)
         n = None if full else record["subset_images"]
         measured = evaluate(model, images, record["importance_samples"], max_images=n)

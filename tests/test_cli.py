@@ -13,8 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
+from flowlib import checkpoints as C
 from flowlib import cli
-from flowlib import train as T
 
 TINY = ["--K", "1", "--L", "1", "--hidden", "8", "--batch-size", "16", "--warmup-steps", "5",
         "--eval-every", "0", "--final-eval-images", "64", "--sample-every", "0", "--no-progress"]
@@ -38,7 +38,7 @@ def wait_for_checkpoint(path: Path, min_step: int, proc: subprocess.Popen, timeo
     while time.monotonic() < deadline:
         assert proc.poll() is None, f"training ended early: {proc.communicate()}"
         if path.exists():
-            step = T.read_checkpoint(path)["step"]
+            step = C.read_checkpoint(path)["step"]
             if step >= min_step:
                 return step
         time.sleep(0.2)
@@ -83,7 +83,7 @@ def test_init_from_takes_the_checkpoints_settings(capsys, tmp_path, run_dir, mni
     code, out, _ = run_cli(capsys, "train", "--out", tmp_path / "more", "--init-from", run_dir, "--max-steps", 10,
                            "--data-root", mnist_root)
     assert code == 0 and "done: step 10" in out
-    config = T.read_checkpoint(tmp_path / "more")["train_config"]
+    config = C.read_checkpoint(tmp_path / "more")["train_config"]
     assert (config["K"], config["hidden"], config["batch_size"]) == (1, 8, 16)
     assert config["init_from"] == str(run_dir) and config["out"] == str(tmp_path / "more")
     code, _, err = run_cli(capsys, "train", "--out", tmp_path / "more", "--resume", "--init-from", run_dir)
@@ -142,7 +142,7 @@ def test_kill_9_then_resume_continues_from_the_last_checkpoint(tmp_path, mnist_r
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL
-    model, stored = T.load_checkpoint(ckpt)  # whatever moment the kill hit, the file is whole
+    model, stored = C.load_checkpoint(ckpt)  # whatever moment the kill hit, the file is whole
     step = stored["step"]
     assert step >= 5 and step % 5 == 0
 
@@ -150,7 +150,7 @@ def test_kill_9_then_resume_continues_from_the_last_checkpoint(tmp_path, mnist_r
     stdout, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert f"resuming at step {step} of {step + 7}" in stdout
-    assert T.read_checkpoint(ckpt)["step"] == step + 7
+    assert C.read_checkpoint(ckpt)["step"] == step + 7
     assert [p.name for p in ckpt.parent.iterdir()] == ["last.pt"]  # temp files of the killed run removed
     steps = [int(line.split(",")[0]) for line in (out / "metrics.csv").read_text().splitlines()[1:]]
     assert steps == sorted(set(steps)) and steps[-1] == step + 7  # rows after the kill were dropped
@@ -169,6 +169,6 @@ def test_sigint_saves_a_checkpoint_and_exits_130(tmp_path, mnist_root):
     assert "Traceback" not in err
     line = next(l for l in stdout.splitlines() if l.startswith("Interrupted at step"))
     step = int(line.split()[3].rstrip(":"))
-    model, stored = T.load_checkpoint(ckpt)
+    model, stored = C.load_checkpoint(ckpt)
     assert stored["step"] == step and step >= 5
     assert all(torch.isfinite(p).all() for p in model.parameters())

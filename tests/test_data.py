@@ -13,8 +13,16 @@ import torch
 from PIL import Image
 
 import flowlib.data as fd
-from flowlib.data import (CelebA, DataNotFoundError, DataWarning, MNIST, find_data_root,
-                          load_dataset, quantize, read_idx)
+from flowlib.data import (
+    MNIST,
+    CelebA,
+    DataNotFoundError,
+    DataWarning,
+    find_data_root,
+    load_dataset,
+    quantize,
+    read_idx,
+)
 
 ATTR_NAMES = (
     "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose "
@@ -173,7 +181,7 @@ def test_explicit_wrong_root_lists_every_place(tmp_path, monkeypatch):
 def test_wrong_flowlib_data_raises_at_once(tmp_path, monkeypatch):
     good = tmp_path / "repo_data"
     write_tiny_mnist(good)
-    monkeypatch.setattr(fd, "repo_data_dir", lambda: good)  # would be found, but ...
+    monkeypatch.setattr(fd.locate, "repo_data_dir", lambda: good)  # would be found, but ...
     monkeypatch.setenv("FLOWLIB_DATA", str(tmp_path / "nowhere"))  # ... the env var is wrong
     with pytest.raises(DataNotFoundError, match="FLOWLIB_DATA: .*nowhere -> no such folder"):
         find_data_root()
@@ -184,7 +192,7 @@ def test_wrong_flowlib_data_raises_at_once(tmp_path, monkeypatch):
 def test_search_order_and_relative_paths(tmp_path, monkeypatch):
     for name in ("a", "b", "repo"):
         write_tiny_mnist(tmp_path / name)
-    monkeypatch.setattr(fd, "repo_data_dir", lambda: tmp_path / "repo")
+    monkeypatch.setattr(fd.locate, "repo_data_dir", lambda: tmp_path / "repo")
     monkeypatch.chdir(tmp_path)
     assert find_data_root() == tmp_path / "repo"
     monkeypatch.setenv("FLOWLIB_DATA", "b")  # relative: from the current directory
@@ -195,7 +203,7 @@ def test_search_order_and_relative_paths(tmp_path, monkeypatch):
 
 
 def test_nothing_found_lists_all_places(tmp_path, monkeypatch):
-    monkeypatch.setattr(fd, "repo_data_dir", lambda: tmp_path / "data")
+    monkeypatch.setattr(fd.locate, "repo_data_dir", lambda: tmp_path / "data")
     with pytest.raises(DataNotFoundError) as info:
         find_data_root()
     message = str(info.value)
@@ -211,7 +219,7 @@ def test_nothing_found_lists_all_places(tmp_path, monkeypatch):
 def test_download_failure_and_success(tmp_path, monkeypatch):
     import torchvision.datasets
 
-    monkeypatch.setattr(fd, "repo_data_dir", lambda: tmp_path / "data")
+    monkeypatch.setattr(fd.locate, "repo_data_dir", lambda: tmp_path / "data")
 
     def offline(root, train, download):
         raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
@@ -236,7 +244,7 @@ def test_load_dataset_by_name(tmp_path):
     write_tiny_mnist(tmp_path)
     ds = load_dataset("MNIST", "train", root=tmp_path, pad_to_32=True)
     assert isinstance(ds, MNIST) and ds.images.shape == (7, 1, 32, 32)
-    with pytest.raises(ValueError, match=r"choose one of \['mnist', 'celeba'\]"):
+    with pytest.raises(ValueError, match=r"choose one of mnist, celeba"):
         load_dataset("cifar10", "train")
 
 
@@ -405,8 +413,8 @@ def test_celeba_cache(tmp_path, monkeypatch):
     write_fake_celeba(tmp_path, SIX)
     first = CelebA(root=tmp_path, split="all", cache=True)  # FLOWLIB_CACHE, set by the fixture
     assert len(list((tmp_path / "cache").glob("celeba-all-32px-crop148-*.npy"))) == 1
-    decoded_sizes, decode = [], fd._decode_all
-    monkeypatch.setattr(fd, "_decode_all", lambda *a: decoded_sizes.append(a[2]) or decode(*a))
+    decoded_sizes, decode = [], fd.celeba._decode_all
+    monkeypatch.setattr(fd.celeba, "_decode_all", lambda *a: decoded_sizes.append(a[2]) or decode(*a))
     second = CelebA(root=tmp_path, split="all", n_bits=8)  # n_bits does not change the cache
     assert decoded_sizes == [] and torch.equal(first.images, second.images // 8)
     CelebA(root=tmp_path, split="all", size=16)  # another size is another cache entry
@@ -465,10 +473,10 @@ def test_real_celeba_matches_torchvision_transforms(celeba, celeba_root):
         for name in celeba["valid"].filenames[:3]:
             with Image.open(image_dir / name) as im:
                 expected = np.asarray(reference(im.convert("RGB"))).transpose(2, 0, 1)
-            assert np.array_equal(fd._decode(image_dir / name, size, 148), expected)
+            assert np.array_equal(fd.celeba._decode(image_dir / name, size, 148), expected)
     valid = celeba["valid"]
     assert np.array_equal(valid.images[0].numpy(),
-                          fd._decode(image_dir / valid.filenames[0], 32, 148) >> 3)
+                          fd.celeba._decode(image_dir / valid.filenames[0], 32, 148) >> 3)
 
 
 @pytest.mark.data

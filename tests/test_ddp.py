@@ -15,7 +15,7 @@ import sys
 import pytest
 import torch
 
-from flowlib import train as T
+from flowlib import checkpoints as C
 
 
 @pytest.mark.slow
@@ -44,7 +44,7 @@ def test_torchrun_two_cpu_processes_stay_identical_and_learn(tmp_path, mnist_roo
     for k in final[0]:
         assert torch.equal(final[0][k], final[1][k]), f"{k} differs between the ranks"
 
-    model, ckpt = T.load_checkpoint(out)
+    model, ckpt = C.load_checkpoint(out)
     assert ckpt["step"] == 60 and len(ckpt["rng"]) == 2
     for k, v in model.state_dict().items():
         assert torch.equal(v, final[0][k]), k

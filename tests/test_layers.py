@@ -3,15 +3,34 @@ import math
 
 import pytest
 import torch
+from helpers import randn
 
 from flowlib import checks
-from flowlib.layers import (ActNorm, ChannelAffineCoupling, FlowSequential, GatedConvNet,
-                            GlowCouplingNet, InvConv1x1, InvConv1x1LU, LayerNormChannels, LearnedPrior,
-                            LogitTransform, MaskedAffineCoupling, ReversePermutation,
-                            ShufflePermutation, Split, Squeeze, UniformDequantization,
-                            VariationalDequantization, channel_mask, checkerboard_mask,
-                            net_out_channels, squeeze, unsqueeze)
-from helpers import perturb, randn
+from flowlib.checks import perturb_
+from flowlib.layers import (
+    ActNorm,
+    ChannelAffineCoupling,
+    FlowSequential,
+    GatedConvNet,
+    GlowCouplingNet,
+    InvConv1x1,
+    InvConv1x1LU,
+    LayerNormChannels,
+    LearnedPrior,
+    LogitTransform,
+    MaskedAffineCoupling,
+    ReversePermutation,
+    ShufflePermutation,
+    Split,
+    Squeeze,
+    UniformDequantization,
+    VariationalDequantization,
+    channel_mask,
+    checkerboard_mask,
+    net_out_channels,
+    squeeze,
+    unsqueeze,
+)
 
 
 def masked(scale, mask_kind):
@@ -51,7 +70,7 @@ LAYERS = {
 
 def make(name, dtype=torch.float64):
     layer, shape = LAYERS[name]()
-    perturb(layer, 0.1)
+    perturb_(layer, scale=0.1)
     return layer.to(dtype), shape
 
 
@@ -137,7 +156,7 @@ def vardeq(dtype=torch.float64):
     flows = [MaskedAffineCoupling(GatedConvNet(2 * c, 8, out_channels=2 * c),
                                   checkerboard_mask(h, w, invert=i % 2 == 1), "tanh", c)
              for i in range(2)]
-    return perturb(VariationalDequantization(flows, n_bits=8)).to(dtype)
+    return perturb_(VariationalDequantization(flows, n_bits=8)).to(dtype)
 
 
 def test_variational_dequantization_round_trip_and_consistency():
@@ -207,21 +226,21 @@ def test_actnorm_accepts_flat_inputs():
 
 @pytest.mark.parametrize("cls", [InvConv1x1, InvConv1x1LU])
 def test_conv1x1_logdet_is_hw_times_log_abs_det_w(cls):
-    layer = perturb(cls(4)).double()
+    layer = perturb_(cls(4)).double()
     _, ld = layer(randn(2, 4, 3, 5))
     w = layer.weight().detach()
     assert torch.allclose(ld, torch.full((2,), 15 * torch.linalg.slogdet(w)[1].item(), dtype=torch.float64))
 
 
 def test_lu_logdet_is_sum_of_log_s():
-    layer = perturb(InvConv1x1LU(6)).double()
+    layer = perturb_(InvConv1x1LU(6)).double()
     _, ld = layer(randn(1, 6, 2, 2))
     assert torch.allclose(ld, 4 * layer.log_s.sum())
 
 
 @pytest.mark.parametrize("cls", [InvConv1x1, InvConv1x1LU])
 def test_conv1x1_caches_inverse_in_eval_mode_and_refreshes_on_change(cls):
-    layer = perturb(cls(4)).eval()
+    layer = perturb_(cls(4)).eval()
     z = randn(2, 4, 3, 3, dtype=torch.float32)
     x1, _ = layer.inverse(z)
     cached = layer._cache[1]
@@ -236,7 +255,7 @@ def test_conv1x1_caches_inverse_in_eval_mode_and_refreshes_on_change(cls):
 
 def test_conv1x1_inverse_is_accurate_in_float32_after_many_layers():
     torch.manual_seed(0)
-    layers = FlowSequential(*[perturb(InvConv1x1(8), 0.05, seed=i) for i in range(32)]).eval()
+    layers = FlowSequential(*[perturb_(InvConv1x1(8), scale=0.05, seed=i) for i in range(32)]).eval()
     x = randn(4, 8, 4, 4, dtype=torch.float32)
     assert checks.check_invertibility(layers, x) < 1e-5
 
@@ -261,7 +280,7 @@ def test_squeeze_odd_size_is_a_clear_error():
 
 
 def test_split_prior_is_the_conditional_gaussian():
-    layer = perturb(Split(4)).double()
+    layer = perturb_(Split(4)).double()
     x = randn(3, 4, 2, 2)
     z, ld = layer(x)
     a, b = x.chunk(2, 1)
@@ -277,7 +296,7 @@ def test_learned_prior_class_conditional_needs_labels():
         prior(torch.zeros(2, 2, 1, 1))
     with pytest.raises(ValueError, match="labels in 0..2"):
         prior(torch.zeros(2, 2, 1, 1), y=torch.tensor([0, 5]))
-    perturb(prior)
+    perturb_(prior)
     z0, _ = prior(torch.zeros(2, 2, 1, 1), y=torch.tensor([0, 1]))
     assert not torch.allclose(z0[0], z0[1])
 

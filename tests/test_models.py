@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from flowlib import Glow, MultiscaleFlow, SimpleFlow, checks
+from flowlib.checks import perturb_
 from flowlib.layers import UniformDequantization
 from flowlib.models import COUPLINGS, PERMUTATIONS, ImageFlow
-from helpers import perturb, randn
 
 
 def n_params(model):
@@ -38,7 +38,7 @@ def build(name, dtype=torch.float64):
     model = CONFIGS[name]()
     x = images(model, 16)
     model.encode(x, y=labels(model, 16))  # data-dependent ActNorm init
-    return perturb(model, 0.05).to(dtype)
+    return perturb_(model, scale=0.05).to(dtype)
 
 
 def images(model, n, seed=0):
@@ -80,25 +80,28 @@ def test_decode_encode_reconstructs_exactly(name):
     assert torch.equal(model.decode(latents, y=y).long(), x)
 
 
-@pytest.mark.parametrize("name", ["glow-conv1x1_lu-affine", "glow-classes", "multiscale"])
-def test_sampling_at_temperature_zero_returns_the_decoded_prior_mean(name):
-    model = build(name)
-    n = 3
-    y = labels(model, n)
-    mean = model.decode([torch.zeros(n, *s, dtype=torch.float64) for s in model.latent_shapes], y=y)
-    assert torch.equal(model.sample(n, temperature=0.0, y=y), mean)
-    assert not torch.equal(model.sample(n, temperature=1.0, y=y), mean)
-
-
-def test_glow_top_prior_mean_enters_decoding_at_temperature_zero():
-    """T = 0 must put the learned prior's mean (not zero) into the top of the flow."""
-    model = build("glow-conv1x1_lu-affine")
+@pytest.mark.parametrize("top_mean, class_shift", [(0.0, 0.0), (0.3, 0.0), (0.1, 0.2)])
+def test_temperature_zero_decodes_the_prior_means_in_closed_form(top_mean, class_shift):
+    """A fresh Glow with additive couplings, reverse permutations and uninitialised ActNorm
+    is a rearrangement of the pixels, and its split priors have mean 0. At T = 0 the sample
+    is therefore the centred decoding of the prior means: the D/2 pixels that leave at the
+    split are (0 + 0.5) * 256 = 128, the D/2 that reach the top are (m + 0.5) * 256 with m
+    the top prior's mean (plus the label's shift for a class-conditional prior)."""
+    model = Glow((1, 8, 8), K=1, L=2, hidden=4, permutation="reverse", coupling="additive",
+                 n_classes=3 if class_shift else None).double()
+    prior = model.top_prior
     with torch.no_grad():
-        model.top_prior.params[:, : model.top_prior.channels] += 0.3
-    z_top = torch.zeros(1, *model.latent_shapes[-1], dtype=torch.float64)
-    raw, _ = model.top_prior.inverse(z_top)
-    mean, _ = model.top_prior.mean_log_sd(1)
-    assert torch.allclose(raw, mean.expand_as(raw))
+        prior.params[:, :prior.channels] = top_mean
+        if class_shift:
+            prior.class_params.weight[:prior.channels, 2] = class_shift
+    y = torch.tensor([2, 2]) if class_shift else None
+    images = model.sample(2, temperature=0.0, y=y)
+    top = math.floor((top_mean + class_shift + 0.5) * 256)
+    for image in images:
+        values, counts = image.unique(return_counts=True)
+        expected = {128: 64} if top == 128 else {128: 32, top: 32}
+        assert dict(zip(values.long().tolist(), counts.tolist())) == expected
+    assert not torch.equal(model.sample(2, temperature=1.0, y=y), images)
 
 
 def test_sample_is_reproducible_with_a_generator():
@@ -135,6 +138,7 @@ class IdentityFlow(ImageFlow):
     def __init__(self, shape, n_bits):
         super().__init__()
         self.image_shape, self.latent_shapes, self.n_bits = shape, [shape], n_bits
+        self.config = dict(shape=shape, n_bits=n_bits)
         self.dequantize = UniformDequantization(n_bits)
         self.dummy = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
 

@@ -1,7 +1,8 @@
 """Packaging: pyproject.toml and environment.yml name the same dependencies; shipped configs."""
 import re
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 CONDA_NAMES = {"pytorch": "torch"}  # conda package name -> pip name

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_train import tiny
 
+from flowlib import checkpoints as C
+from flowlib import models
 from flowlib import pretrained as P
 from flowlib import train as T
 from flowlib.cli import main
-
-from test_train import tiny
 
 
 @pytest.fixture
@@ -26,14 +27,14 @@ def exported(tmp_path, mnist_root, monkeypatch):
 def test_export_records_how_it_was_made_and_loads_in_one_call(exported, tmp_path):
     assert exported == tmp_path / "pretrained" / "mnist_glow.pt" and P.available() == ["mnist_glow"]
     model, record = P.load_pretrained("mnist_glow")
-    assert not model.training and isinstance(model, T.Glow)
+    assert not model.training and isinstance(model, models.Glow)
     for key in ("command", "commit", "data", "steps", "wall_time_s", "hardware", "test_bpd", "subset_bpd"):
         assert record[key] not in (None, ""), key
     assert len(record["commit"]) == 40 or record["commit"] == "unknown"
     assert record["steps"] == 5 and record["test_images"] == 10_000 and record["subset_images"] == 64
-    ckpt = T.read_checkpoint(exported)
+    ckpt = C.read_checkpoint(exported)
     assert ckpt["optimizer"] is None and ckpt["train_config"]["data_root"] is None  # slim, no local paths
-    trained, _ = T.load_checkpoint(tmp_path / "run")
+    trained, _ = C.load_checkpoint(tmp_path / "run")
     for (k, a), b in zip(model.state_dict().items(), trained.state_dict().values()):
         assert torch.equal(a, b), k
 
@@ -53,7 +54,7 @@ def test_export_of_an_averaged_run_ships_the_average(tmp_path, mnist_root, monke
     T.train(tiny(tmp_path / "run", mnist_root, max_steps=6, ema=0.9))
     path = P.export(tmp_path / "run", "mnist_glow", command="c", data="d", importance_samples=1,
                     data_root=mnist_root, log=lambda *a: None)
-    shipped, run = T.read_checkpoint(path), T.read_checkpoint(tmp_path / "run")
+    shipped, run = C.read_checkpoint(path), C.read_checkpoint(tmp_path / "run")
     assert shipped.get("ema_model") is None and shipped["train_config"]["ema"] == 0.9
     for k, v in shipped["model"].items():
         assert torch.equal(v, run["ema_model"][k]), k

@@ -165,3 +165,28 @@ class VariationalDequantization(nn.Module):
         _, ld_eps = self.logit.inverse(h)
         d = z[0].numel()
         return x, ld_u + ld_flow + ld_eps + d * math.log(self.n_bins)
+
+
+class LogitDequantization(nn.Module):
+    """A dequantization layer followed by the logit transform: RealNVP's front end.
+
+    ``dequant`` maps integer pixels into [0, 1) (:class:`UniformDequantization` or
+    :class:`VariationalDequantization`); :class:`LogitTransform` then spreads [0, 1)
+    over the real line. The inverse clamps back into [0, 1] before flooring, so a
+    sampled value just outside the unit interval still decodes to a valid pixel.
+    """
+
+    def __init__(self, dequant: nn.Module, alpha: float = 1e-5):
+        super().__init__()
+        self.dequant = dequant
+        self.logit = LogitTransform(alpha)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        v, ld_dequant = self.dequant(x)
+        z, ld_logit = self.logit(v)
+        return z, ld_dequant + ld_logit
+
+    def inverse(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        v, ld_logit = self.logit.inverse(z)
+        x, ld_dequant = self.dequant.inverse(v.clamp(0, 1))
+        return x, ld_logit + ld_dequant

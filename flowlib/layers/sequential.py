@@ -1,6 +1,9 @@
 """A chain of flow layers, itself a flow layer."""
 from __future__ import annotations
 
+import functools
+import inspect
+
 import torch
 from torch import nn
 
@@ -9,8 +12,9 @@ class FlowSequential(nn.Module):
     """Apply flow layers in order; log-dets add up.
 
     ``forward`` runs the layers first to last (data towards latent), ``inverse``
-    runs their inverses last to first. Keyword arguments (for example ``cond``)
-    are passed to every layer that accepts them.
+    runs their inverses last to first. Conditioning keywords (``cond=`` for the
+    noise flows of variational dequantization, ``y=`` for class labels) go to the
+    layers whose method names them or takes ``**kwargs``; the others never see them.
     """
 
     def __init__(self, *layers: nn.Module):
@@ -28,16 +32,34 @@ class FlowSequential(nn.Module):
     def forward(self, x: torch.Tensor, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
         logdet = x.new_zeros(x.shape[0], dtype=_logdet_dtype(x))
         for layer in self.layers:
-            x, ld = layer(x, **kwargs)
+            x, ld = layer(x, **_accepted(layer.forward, kwargs))
             logdet = logdet + ld
         return x, logdet
 
     def inverse(self, z: torch.Tensor, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
         logdet = z.new_zeros(z.shape[0], dtype=_logdet_dtype(z))
         for layer in reversed(self.layers):
-            z, ld = layer.inverse(z, **kwargs)
+            z, ld = layer.inverse(z, **_accepted(layer.inverse, kwargs))
             logdet = logdet + ld
         return z, logdet
+
+
+def _accepted(method, kwargs: dict) -> dict:
+    """The part of ``kwargs`` that ``method`` takes."""
+    if not kwargs:
+        return kwargs
+    names, takes_any = _keywords(getattr(method, "__func__", method))
+    return kwargs if takes_any else {k: v for k, v in kwargs.items() if k in names}
+
+
+@functools.cache
+def _keywords(function) -> tuple[frozenset, bool]:
+    """(keyword names of ``function``, whether it takes ``**kwargs``)."""
+    params = inspect.signature(function).parameters.values()
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params)
+    names = frozenset(p.name for p in params
+                      if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+    return names, takes_any
 
 
 def _logdet_dtype(x: torch.Tensor) -> torch.dtype:

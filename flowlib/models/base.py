@@ -1,6 +1,7 @@
 """What every image flow model offers, on top of its own encode/decode."""
 from __future__ import annotations
 
+import abc
 import math
 
 import torch
@@ -15,25 +16,49 @@ def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
     return (-0.5 * (z ** 2 + LOG_2PI)).flatten(1).sum(1)
 
 
-class ImageFlow(nn.Module):
+class _ImageFlowMeta(abc.ABCMeta):
+    """Checks, once a model is built, that its ``__init__`` set every required member."""
+
+    def __call__(cls, *args, **kwargs):
+        flow = super().__call__(*args, **kwargs)
+        missing = [name for name in ImageFlow.REQUIRED if not hasattr(flow, name)]
+        if missing:
+            raise TypeError(f"{cls.__name__} is not a complete ImageFlow: its __init__ must set "
+                            f"{', '.join(missing)} (see flowlib.models.ImageFlow).")
+        return flow
+
+
+class ImageFlow(nn.Module, metaclass=_ImageFlowMeta):
     """Base class for flows on integer images of shape ``image_shape``.
 
-    Subclasses provide:
+    A subclass implements ``flow_forward(v, y=None) -> (latents, logdet)`` and
+    ``flow_inverse(latents, y=None) -> (v, logdet)``: the continuous bijection from
+    dequantized images to a list of latents, one per level, each with a standard normal
+    prior. Its ``__init__`` sets:
 
     * ``dequantize``: a layer from integer pixels to continuous values;
-    * ``flow_forward(v, y=None) -> (latents, logdet)`` and
-      ``flow_inverse(latents, y=None) -> (v, logdet)``: the continuous bijection
-      from dequantized images to a list of latents, one per level, each with a
-      standard normal prior;
-    * ``latent_shapes``: the shape (C, H, W) of each latent.
+    * ``image_shape`` (C, H, W), ``latent_shapes`` (one (C, H, W) per latent), ``n_bits``;
+    * ``config``: its constructor arguments, so a checkpoint can rebuild it.
 
-    From those this class gives ``encode``, ``decode``, ``log_prob``, ``bpd``,
-    ``sample`` and ``interpolate``.
+    Building a subclass that lacks one of them raises ``TypeError``. From them this class
+    gives ``encode``, ``decode``, ``log_prob``, ``bpd``, ``sample`` and ``interpolate``.
+    The only conditioning keyword is ``y`` (class labels).
     """
 
+    REQUIRED = ("dequantize", "image_shape", "latent_shapes", "n_bits", "config")
+    dequantize: nn.Module
     image_shape: tuple[int, int, int]
     latent_shapes: list[tuple[int, int, int]]
     n_bits: int
+    config: dict
+
+    @abc.abstractmethod
+    def flow_forward(self, v: torch.Tensor, y: torch.Tensor | None = None):
+        """Dequantized images -> (list of latents, log-det)."""
+
+    @abc.abstractmethod
+    def flow_inverse(self, latents: list[torch.Tensor], y: torch.Tensor | None = None):
+        """List of latents -> (dequantized images, log-det)."""
 
     @property
     def device(self) -> torch.device:

@@ -7,37 +7,29 @@ counts: ``SimpleFlow()`` 556,312, ``SimpleFlow(vardeq=True)`` 628,388,
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from ..layers import (FlowSequential, GatedConvNet, LogitTransform, MaskedAffineCoupling,
-                      Squeeze, UniformDequantization, VariationalDequantization, channel_mask,
-                      checkerboard_mask)
+from ..layers import (
+    FlowSequential,
+    GatedConvNet,
+    LogitDequantization,
+    MaskedAffineCoupling,
+    Squeeze,
+    UniformDequantization,
+    VariationalDequantization,
+    channel_mask,
+    checkerboard_mask,
+)
 from .base import ImageFlow
 
 
-class Dequantize(nn.Module):
-    """Uniform or variational dequantization followed by the logit transform."""
-
-    def __init__(self, n_bits: int, image_shape, vardeq: bool, alpha: float = 1e-5):
-        super().__init__()
-        if vardeq:
-            c, h, w = image_shape
-            flows = [checkerboard_coupling(c, h, w, hidden=16, invert=i % 2 == 1, cond_channels=c)
-                     for i in range(4)]
-            self.dequant = VariationalDequantization(flows, n_bits=n_bits, alpha=alpha)
-        else:
-            self.dequant = UniformDequantization(n_bits)
-        self.logit = LogitTransform(alpha)
-
-    def forward(self, x):
-        v, ld1 = self.dequant(x)
-        z, ld2 = self.logit(v)
-        return z, ld1 + ld2
-
-    def inverse(self, z):
-        v, ld1 = self.logit.inverse(z)
-        x, ld2 = self.dequant.inverse(v.clamp(0, 1))
-        return x, ld1 + ld2
+def dequantization(n_bits: int, image_shape, vardeq: bool) -> LogitDequantization:
+    """Uniform or variational dequantization (4 noise couplings of width 16), then the logit."""
+    if not vardeq:
+        return LogitDequantization(UniformDequantization(n_bits))
+    c, h, w = image_shape
+    flows = [checkerboard_coupling(c, h, w, hidden=16, invert=i % 2 == 1, cond_channels=c)
+             for i in range(4)]
+    return LogitDequantization(VariationalDequantization(flows, n_bits=n_bits))
 
 
 def checkerboard_coupling(channels, height, width, hidden, invert, cond_channels=0):
@@ -58,11 +50,13 @@ class SimpleFlow(ImageFlow):
     def __init__(self, image_shape=(1, 28, 28), n_couplings: int = 8, hidden: int = 32,
                  vardeq: bool = False, n_bits: int = 8):
         super().__init__()
-        self.image_shape = tuple(image_shape)
+        self.image_shape = tuple(int(s) for s in image_shape)
+        self.config = dict(image_shape=self.image_shape, n_couplings=n_couplings, hidden=hidden,
+                           vardeq=vardeq, n_bits=n_bits)
         self.latent_shapes = [self.image_shape]
         self.n_bits = n_bits
         c, h, w = self.image_shape
-        self.dequantize = Dequantize(n_bits, self.image_shape, vardeq)
+        self.dequantize = dequantization(n_bits, self.image_shape, vardeq)
         self.flow = FlowSequential(*[checkerboard_coupling(c, h, w, hidden, invert=i % 2 == 1)
                                      for i in range(n_couplings)])
 
@@ -84,13 +78,15 @@ class MultiscaleFlow(ImageFlow):
     def __init__(self, image_shape=(1, 28, 28), vardeq: bool = True, n_bits: int = 8,
                  hidden=(32, 48, 64)):
         super().__init__()
-        self.image_shape = tuple(image_shape)
+        self.image_shape = tuple(int(s) for s in image_shape)
+        self.config = dict(image_shape=self.image_shape, vardeq=vardeq, n_bits=n_bits,
+                           hidden=tuple(hidden))
         self.n_bits = n_bits
         c, h, w = self.image_shape
         if h % 4 or w % 4:
             raise ValueError(f"MultiscaleFlow squeezes twice: height and width must be multiples of 4, got {h}x{w}.")
         self.latent_shapes = [(2 * c, h // 2, w // 2), (8 * c, h // 4, w // 4)]
-        self.dequantize = Dequantize(n_bits, self.image_shape, vardeq)
+        self.dequantize = dequantization(n_bits, self.image_shape, vardeq)
         self.level1 = FlowSequential(
             *[checkerboard_coupling(c, h, w, hidden[0], invert=i % 2 == 1) for i in range(2)],
             Squeeze(),

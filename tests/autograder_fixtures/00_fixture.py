@@ -12,6 +12,7 @@ import torch
 import flowlib.checks
 import flowlib.course
 
+
 # %% [solution] nb00_square
 def square(x):
     """x squared."""
@@ -46,7 +47,7 @@ class Scale(torch.nn.Module):
 flowlib.checks.check_flow(Scale(), torch.randn(4, 3, dtype=torch.float64))
 flowlib.course.passed("Exercise 0.2 (scale)")
 ### BEGIN HIDDEN TESTS
-import importlib, flowlib.checks; _checks = importlib.reload(flowlib.checks)
+import importlib; import flowlib.checks; _checks = importlib.reload(flowlib.checks)
 _checks.check_flow(Scale(), torch.randn(2, 5, dtype=torch.float64))
 ### END HIDDEN TESTS
 

@@ -18,7 +18,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from labdriver import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS, REPO, LabServer, new_page
 
 E2E_NOTEBOOKS = ("01_change_of_variables", "06_glow_mnist")

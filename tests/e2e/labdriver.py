@@ -128,7 +128,7 @@ class LabServer:
             if done.returncode != 0:
                 raise E2EFailure(f"`jupyter labextension disable {extension}` failed:\n{done.stdout}{done.stderr}")
 
-    def start(self, timeout: float = SERVER_START_TIMEOUT) -> "LabServer":
+    def start(self, timeout: float = SERVER_START_TIMEOUT) -> LabServer:
         self._prepare()
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         command = jupyter_command() + [

@@ -14,10 +14,22 @@ import re
 import time
 
 import pytest
-
-from labdriver import (E2EFailure, Shots, cell, check_cell_count, check_slider_widget, has_error,
-                       image_digest, notebook_cells, open_notebook, output_text, press_slider, run_cell,
-                       slider_in, slider_value)
+from labdriver import (
+    E2EFailure,
+    Shots,
+    cell,
+    check_cell_count,
+    check_slider_widget,
+    has_error,
+    image_digest,
+    notebook_cells,
+    open_notebook,
+    output_text,
+    press_slider,
+    run_cell,
+    slider_in,
+    slider_value,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

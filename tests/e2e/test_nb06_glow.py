@@ -25,12 +25,35 @@ import time
 from dataclasses import dataclass, field
 
 import pytest
-
-from labdriver import (NBGRADER_EXTENSION, REPO, CellInfo, E2EFailure, Shots, cell, cell_by_grade_id,
-                       check_cell_count, check_slider_widget, close_dialog, has_error, image_digest,
-                       labextension_state, new_page, notebook_cells, open_notebook, output_text,
-                       press_slider, run_cell, save_notebook, set_cell_source, slider_in, slider_value,
-                       solution_text, grade_cell_signature, validate_with_button, validate_with_cli)
+from labdriver import (
+    NBGRADER_EXTENSION,
+    REPO,
+    CellInfo,
+    E2EFailure,
+    Shots,
+    cell,
+    cell_by_grade_id,
+    check_cell_count,
+    check_slider_widget,
+    close_dialog,
+    grade_cell_signature,
+    has_error,
+    image_digest,
+    labextension_state,
+    new_page,
+    notebook_cells,
+    open_notebook,
+    output_text,
+    press_slider,
+    run_cell,
+    save_notebook,
+    set_cell_source,
+    slider_in,
+    slider_value,
+    solution_text,
+    validate_with_button,
+    validate_with_cli,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
