@@ -9,6 +9,7 @@ layouts, interleaving the two window by window; then a full training step of the
 multi-scale flow (batch 128, channels_last, as ``flowlib train`` runs on the CPU) with
 each. Prints medians. Run it with the malloc tuning of train_throughput.py for steady figures.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,7 +18,7 @@ import time
 
 import torch
 
-from flowlib import train as T
+from flowlib.models import build_model
 from flowlib.layers import LayerNormChannels
 
 
@@ -44,18 +45,23 @@ def main() -> None:
     norm = LayerNormChannels(32)
     for layout in (torch.contiguous_format, torch.channels_last):
         x = torch.randn(128, 32, 28, 28).contiguous(memory_format=layout).requires_grad_()
-        runs = {"fused": lambda: norm(x).sum().backward(), "spelled out": lambda: spelled_out(norm, x).sum().backward()}
+        runs = {
+            "fused": lambda x=x: norm(x).sum().backward(),
+            "spelled out": lambda x=x: spelled_out(norm, x).sum().backward(),
+        }
         times = {name: [] for name in runs}
-        for name, fn in runs.items():
+        for fn in runs.values():
             fn()  # warm-up
         for _ in range(args.windows):
             for name, fn in runs.items():
                 times[name].append(seconds(fn, 10))
         fused, spelled = (statistics.median(times[n]) * 1e3 for n in runs)
-        print(f"layer norm forward+backward, {str(layout).split('.')[-1]}: fused {fused:.1f} ms, "
-              f"spelled out {spelled:.1f} ms (x{spelled / fused:.1f})")
+        print(
+            f"layer norm forward+backward, {str(layout).split('.')[-1]}: fused {fused:.1f} ms, "
+            f"spelled out {spelled:.1f} ms (x{spelled / fused:.1f})"
+        )
 
-    model = T.build_model("multiscale", (1, 28, 28), n_bits=8).to(memory_format=torch.channels_last)
+    model = build_model("multiscale", (1, 28, 28), n_bits=8).to(memory_format=torch.channels_last)
     images = torch.randint(0, 256, (128, 1, 28, 28)).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         model.log_prob(images)
@@ -76,8 +82,12 @@ def main() -> None:
             rates[name].append(len(images) / seconds(step, args.steps))
     LayerNormChannels.forward = fused_forward
     fused, spelled = (statistics.median(rates[n][1:]) for n in variants)
-    print(f"UvA multi-scale flow, training step, batch 128, channels_last: {fused:.1f} images/s with the fused "
-          f"layer norm, {spelled:.1f} spelled out (x{fused / spelled:.2f})")
+    print(
+        f"UvA multi-scale flow, training step, batch 128, channels_last: {fused:.1f} images/s "
+        f"with the fused "
+        f"layer norm, {spelled:.1f} spelled out (x{fused / spelled:.2f})"
+    )
+
 
 if __name__ == "__main__":
     main()

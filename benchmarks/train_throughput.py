@@ -1,6 +1,6 @@
 """Training and sampling throughput of flowlib's Glow against normflows' Glow.
 
-    python benchmarks/train_throughput.py            # MNIST and CelebA-32, ~4 minutes on 2 CPU cores
+    python benchmarks/train_throughput.py        # MNIST and CelebA-32, ~4 minutes on 2 CPU cores
     python benchmarks/train_throughput.py --quick    # fewer, shorter windows (~1 minute)
     python benchmarks/train_throughput.py --config mnist --device cuda
 
@@ -21,6 +21,7 @@ glibc's malloc returns big freed buffers to the OS after every step, which makes
 steps slower and noisy; unless ``--no-malloc-tuning`` is given the script re-runs
 itself with MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_ and MALLOC_TOP_PAD_ set.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,11 @@ import statistics
 import sys
 import time
 
-MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "1000000000", "MALLOC_TRIM_THRESHOLD_": "1000000000",
-              "MALLOC_TOP_PAD_": "1000000000"}
+MALLOC_ENV = {
+    "MALLOC_MMAP_THRESHOLD_": "1000000000",
+    "MALLOC_TRIM_THRESHOLD_": "1000000000",
+    "MALLOC_TOP_PAD_": "1000000000",
+}
 
 CONFIGS = {
     "mnist": dict(shape=(1, 28, 28), n_bits=8, K=8, L=2, hidden=128, batch=64),
@@ -53,7 +57,9 @@ def flowlib_glow(cfg, device, channels_last):
     from flowlib import Glow
 
     torch.manual_seed(0)
-    model = Glow(cfg["shape"], K=cfg["K"], L=cfg["L"], hidden=cfg["hidden"], n_bits=cfg["n_bits"]).to(device)
+    model = Glow(
+        cfg["shape"], K=cfg["K"], L=cfg["L"], hidden=cfg["hidden"], n_bits=cfg["n_bits"]
+    ).to(device)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
     n_bins = 2 ** cfg["n_bits"]
@@ -81,13 +87,20 @@ def normflows_glow(cfg, device, channels_last=False):
     L, K = cfg["L"], cfg["K"]
     q0, merges, flows = [], [], []
     for i in range(L):
-        flows.append([nf.flows.GlowBlock(c * 2 ** (L + 1 - i), cfg["hidden"], split_mode="channel", scale=True)
-                      for _ in range(K)] + [nf.flows.Squeeze()])
+        flows.append(
+            [
+                nf.flows.GlowBlock(
+                    c * 2 ** (L + 1 - i), cfg["hidden"], split_mode="channel", scale=True
+                )
+                for _ in range(K)
+            ]
+            + [nf.flows.Squeeze()]
+        )
         if i > 0:
             merges.append(nf.flows.Merge())
             latent = (c * 2 ** (L - i), h // 2 ** (L - i), w // 2 ** (L - i))
         else:
-            latent = (c * 2 ** (L + 1), h // 2 ** L, w // 2 ** L)
+            latent = (c * 2 ** (L + 1), h // 2**L, w // 2**L)
         q0.append(nf.distributions.DiagGaussian(latent))
     model = nf.MultiscaleFlow(q0, flows, merges, class_cond=False).to(device)
     n_bins = 2 ** cfg["n_bits"]
@@ -150,9 +163,11 @@ def sample_time(model, sample, n, device):
 def bench_config(name, cfg, args, device):
     import torch
 
-    variants = {"flowlib": lambda: flowlib_glow(cfg, device, False),
-                "flowlib channels_last": lambda: flowlib_glow(cfg, device, True),
-                "normflows": lambda: normflows_glow(cfg, device)}
+    variants = {
+        "flowlib": lambda: flowlib_glow(cfg, device, False),
+        "flowlib channels_last": lambda: flowlib_glow(cfg, device, True),
+        "normflows": lambda: normflows_glow(cfg, device),
+    }
     if args.no_channels_last:
         variants.pop("flowlib channels_last")
     built = {}
@@ -165,31 +180,44 @@ def bench_config(name, cfg, args, device):
     x = torch.randint(0, n_bins, (cfg["batch"], *cfg["shape"]), generator=g).to(device)
     params = {k: sum(p.numel() for p in m.parameters()) for k, (m, _, _) in built.items()}
 
-    for key, (model, loss, _) in built.items():  # warm-up
+    for model, loss, _ in built.values():  # warm-up
         train_steps(model, loss, x, args.warmup, device)
     train = {k: [] for k in built}
     for _ in range(args.windows):  # interleaved windows
         for key, (model, loss, _) in built.items():
-            train[key].append(args.steps * cfg["batch"] / train_steps(model, loss, x, args.steps, device))
+            train[key].append(
+                args.steps * cfg["batch"] / train_steps(model, loss, x, args.steps, device)
+            )
     samples = {k: [] for k in built}
-    for key, (model, _, sample) in built.items():
+    for model, _, sample in built.values():
         sample_time(model, sample, args.n_samples, device)  # warm-up (and W^-1 caches)
     for _ in range(args.sample_windows):
         for key, (model, _, sample) in built.items():
             samples[key].append(args.n_samples / sample_time(model, sample, args.n_samples, device))
 
-    print(f"\n{name}: {cfg['shape']} {cfg['n_bits']}-bit, Glow K={cfg['K']} L={cfg['L']} width {cfg['hidden']}, "
-          f"batch {cfg['batch']}; median of {args.windows} windows of {args.steps} steps")
-    print(f"  {'model':24s} {'params':>10s} {'train img/s':>12s} {'(min-max)':>14s} {'sample img/s':>13s}")
+    print(
+        f"\n{name}: {cfg['shape']} {cfg['n_bits']}-bit, Glow K={cfg['K']} L={cfg['L']} "
+        f"width {cfg['hidden']}, "
+        f"batch {cfg['batch']}; median of {args.windows} windows of {args.steps} steps"
+    )
+    print(
+        f"  {'model':24s} {'params':>10s} {'train img/s':>12s} {'(min-max)':>14s} "
+        f"{'sample img/s':>13s}"
+    )
     med = {k: statistics.median(v) for k, v in train.items()}
     smed = {k: statistics.median(v) for k, v in samples.items()}
     for key in built:
         lo, hi = min(train[key]), max(train[key])
-        print(f"  {key:24s} {params[key]:>10,d} {med[key]:>12.0f} {f'({lo:.0f}-{hi:.0f})':>14s} {smed[key]:>13.0f}")
+        print(
+            f"  {key:24s} {params[key]:>10,d} {med[key]:>12.0f} "
+            f"{f'({lo:.0f}-{hi:.0f})':>14s} {smed[key]:>13.0f}"
+        )
     for key in built:
         if key != "normflows":
-            print(f"  {key} / normflows: training x{med[key] / med['normflows']:.2f}, "
-                  f"sampling x{smed[key] / smed['normflows']:.2f}")
+            print(
+                f"  {key} / normflows: training x{med[key] / med['normflows']:.2f}, "
+                f"sampling x{smed[key] / smed['normflows']:.2f}"
+            )
     return med, smed
 
 
@@ -198,15 +226,21 @@ def main(argv=None):
     parser.add_argument("--config", choices=[*CONFIGS, "all"], default="all")
     parser.add_argument("--quick", action="store_true", help="fewer and shorter windows")
     parser.add_argument("--device", default=None, help="default: cuda when available")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's)"
+    )
     parser.add_argument("--warmup", type=int, default=None, help="warm-up steps per model")
     parser.add_argument("--windows", type=int, default=None, help="timed windows per model")
     parser.add_argument("--steps", type=int, default=None, help="training steps per window")
     parser.add_argument("--n-samples", dest="n_samples", type=int, default=64)
     parser.add_argument("--sample-windows", dest="sample_windows", type=int, default=None)
     parser.add_argument("--no-channels-last", dest="no_channels_last", action="store_true")
-    parser.add_argument("--no-malloc-tuning", dest="no_malloc_tuning", action="store_true",
-                        help="leave glibc malloc at its defaults")
+    parser.add_argument(
+        "--no-malloc-tuning",
+        dest="no_malloc_tuning",
+        action="store_true",
+        help="leave glibc malloc at its defaults",
+    )
     args = parser.parse_args(argv)
     _maybe_reexec(args)
     args.warmup = args.warmup or (3 if args.quick else 5)
@@ -219,8 +253,11 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    where = (torch.cuda.get_device_name(device) if device.type == "cuda"
-             else f"CPU, {torch.get_num_threads()} threads, {os.cpu_count()} cores")
+    where = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU, {torch.get_num_threads()} threads, {os.cpu_count()} cores"
+    )
     malloc = "tuned" if all(os.environ.get(k) for k in MALLOC_ENV) else "default"
     print(f"torch {torch.__version__} on {where}; glibc malloc {malloc}")
     for name in CONFIGS if args.config == "all" else [args.config]:

@@ -5,6 +5,7 @@ latent, ``inverse(z) -> (x, logdet)`` from latent to data, and ``logdet`` has
 one value per sample. Training evaluates ``forward`` (the likelihood), sampling
 evaluates ``inverse``; we name the directions after the data, as Glow and nflows do.
 """
+
 from . import checks, layers, metrics, models
 from .course import fast_mode  # noqa: F401
 from .models import Glow, MultiscaleFlow, SimpleFlow

@@ -1,4 +1,5 @@
 """``python -m flowlib ...`` and ``torchrun -m flowlib train ...``: see :mod:`flowlib.cli`."""
+
 import sys
 
 from .cli import main

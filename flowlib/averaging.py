@@ -6,6 +6,7 @@ last step's weights, at no extra training cost. ``flowlib train --ema 0.999`` ke
 evaluates and samples with it, and stores it in the checkpoint next to the raw weights
 (which ``--resume`` continues from).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -24,7 +25,9 @@ class WeightAverage:
 
     def __init__(self, model: nn.Module, decay: float, state: dict | None = None, updates: int = 0):
         if not 0.0 < decay < 1.0:
-            raise ValueError(f"The averaging decay must lie between 0 and 1 (e.g. 0.999), got {decay}.")
+            raise ValueError(
+                f"The averaging decay must lie between 0 and 1 (e.g. 0.999), got {decay}."
+            )
         self.model, self.decay, self.updates = model, decay, updates
         self.names, self.params = zip(*[(n, p) for n, p in model.named_parameters()])
         with torch.no_grad():
@@ -33,9 +36,13 @@ class WeightAverage:
             else:
                 missing = [n for n in self.names if n not in state]
                 if missing:
-                    raise ValueError(f"The stored weight average lacks {', '.join(missing[:3])}: "
-                                     f"it was not made for this model.")
-                self.average = [torch.empty_like(p).copy_(state[n]) for n, p in zip(self.names, self.params)]
+                    raise ValueError(
+                        f"The stored weight average lacks {', '.join(missing[:3])}: "
+                        f"it was not made for this model."
+                    )
+                self.average = [
+                    torch.empty_like(p).copy_(state[n]) for n, p in zip(self.names, self.params)
+                ]
 
     @torch.no_grad()
     def update(self) -> None:

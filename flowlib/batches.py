@@ -1,4 +1,5 @@
 """Which images each training step sees: deterministic shuffled shards, random mirroring."""
+
 from __future__ import annotations
 
 import torch
@@ -26,8 +27,10 @@ class ShardedBatches:
         self.n, self.batch_size, self.seed, self.rank, self.world = n, batch_size, seed, rank, world
         self.per_epoch = (n // world) // batch_size
         if self.per_epoch == 0:
-            raise ValueError(f"batch_size {batch_size} x {world} process(es) is larger than the "
-                             f"training set ({n} images).")
+            raise ValueError(
+                f"batch_size {batch_size} x {world} process(es) is larger than the "
+                f"training set ({n} images)."
+            )
         self._epoch, self._perm = None, None
 
     def position(self, step: int) -> tuple[int, int]:
@@ -38,6 +41,6 @@ class ShardedBatches:
         epoch, i = self.position(step)
         if epoch != self._epoch:
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            self._perm = torch.randperm(self.n, generator=g)[self.rank::self.world]
+            self._perm = torch.randperm(self.n, generator=g)[self.rank :: self.world]
             self._epoch = epoch
-        return self._perm[i * self.batch_size:(i + 1) * self.batch_size]
+        return self._perm[i * self.batch_size : (i + 1) * self.batch_size]

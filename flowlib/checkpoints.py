@@ -6,6 +6,7 @@ optimizer state, the training config, the RNG states of every rank, and the run'
 position (step, epoch, wall time, ...). Reading goes through :func:`read_checkpoint`
 alone, so every caller gets the same checks and the same :class:`CheckpointError`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -57,8 +58,13 @@ def rng_state() -> dict:
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
         "python": random.getstate(),
     }
 
@@ -69,18 +75,23 @@ def set_rng_state(state: dict) -> None:
     if state.get("cuda") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
     n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"],
-                         n["has_gauss"], n["cached"]))
+    np.random.set_state(
+        (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"])
+    )
     random.setstate(state["python"])
 
 
 def _nonfinite_parameters(model: nn.Module) -> list[str]:
-    return [name for name, p in model.state_dict().items()
-            if p.is_floating_point() and not torch.isfinite(p).all()]
+    return [
+        name
+        for name, p in model.state_dict().items()
+        if p.is_floating_point() and not torch.isfinite(p).all()
+    ]
 
 
-def save_checkpoint(path, model: nn.Module, optimizer=None, *, train_config=None,
-                    rng: list | None = None, **state) -> Path:
+def save_checkpoint(
+    path, model: nn.Module, optimizer=None, *, train_config=None, rng: list | None = None, **state
+) -> Path:
     """Write a checkpoint atomically and return its path.
 
     It holds the model's state dict, class and constructor config (so
@@ -91,8 +102,10 @@ def save_checkpoint(path, model: nn.Module, optimizer=None, *, train_config=None
     """
     bad = _nonfinite_parameters(model)
     if bad:
-        raise ValueError(f"Not saving {path}: non-finite values in {', '.join(bad[:5])}"
-                         f"{' ...' if len(bad) > 5 else ''}.")
+        raise ValueError(
+            f"Not saving {path}: non-finite values in {', '.join(bad[:5])}"
+            f"{' ...' if len(bad) > 5 else ''}."
+        )
     checkpoint = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
@@ -133,14 +146,21 @@ def read_checkpoint(path, map_location=None, purpose: str | None = None) -> dict
             warnings.simplefilter("ignore")
             ckpt = torch.load(path, map_location=map_location or "cpu", weights_only=True)
     except Exception as err:  # pickle, zip and unpickler errors come in many types
-        raise CheckpointError(f"{path} is not a flowlib checkpoint (torch.load could not read "
-                              f"it safely: {_load_error_reason(err)}).") from None
+        raise CheckpointError(
+            f"{path} is not a flowlib checkpoint (torch.load could not read "
+            f"it safely: {_load_error_reason(err)})."
+        ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        bare = isinstance(ckpt, dict) and ckpt and all(isinstance(v, torch.Tensor)
-                                                       for v in ckpt.values())
-        raise CheckpointError(f"{path} is not a flowlib checkpoint (no format="
-                              f"{CHECKPOINT_FORMAT!r} entry)."
-                              f"{' It looks like a bare state dict.' if bare else ''}")
+        bare = (
+            isinstance(ckpt, dict)
+            and ckpt
+            and all(isinstance(v, torch.Tensor) for v in ckpt.values())
+        )
+        raise CheckpointError(
+            f"{path} is not a flowlib checkpoint (no format="
+            f"{CHECKPOINT_FORMAT!r} entry)."
+            f"{' It looks like a bare state dict.' if bare else ''}"
+        )
     return ckpt
 
 
@@ -148,8 +168,9 @@ def stored_train_config(path, purpose: str = "resume") -> dict:
     """The training config a checkpoint was written with; CheckpointError if it has none."""
     ckpt = read_checkpoint(path, purpose=purpose)
     if not isinstance(ckpt.get("train_config"), dict):
-        raise CheckpointError(f"{checkpoint_path(path)} holds no training configuration: "
-                              f"cannot {purpose}.")
+        raise CheckpointError(
+            f"{checkpoint_path(path)} holds no training configuration: cannot {purpose}."
+        )
     return ckpt["train_config"]
 
 
@@ -159,8 +180,10 @@ def load_weights(model: nn.Module, state: dict, source) -> None:
         model.load_state_dict(state)
     except RuntimeError as err:
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-        raise CheckpointError(f"{source}: the stored weights do not fit {type(model).__name__}: "
-                              f"{' '.join(lines[1:3] or lines)[:300]}") from None
+        raise CheckpointError(
+            f"{source}: the stored weights do not fit {type(model).__name__}: "
+            f"{' '.join(lines[1:3] or lines)[:300]}"
+        ) from None
 
 
 def load_checkpoint(path, map_location=None, model: str | None = None):
@@ -176,16 +199,18 @@ def load_checkpoint(path, map_location=None, model: str | None = None):
     ckpt = read_checkpoint(path, map_location)
     stored = ckpt.get("model_name")
     if model is not None and model != stored:
-        raise CheckpointError(f"{path} holds a {stored!r} model ({ckpt.get('model_class')}), "
-                              f"not a {model!r} model.")
+        raise CheckpointError(
+            f"{path} holds a {stored!r} model ({ckpt.get('model_class')}), not a {model!r} model."
+        )
     cls = MODEL_CLASSES.get(ckpt.get("model_class"))
     if cls is None:
         raise CheckpointError(f"{path}: unknown model class {ckpt.get('model_class')!r}.")
     try:
         net = cls(**ckpt["model_config"])
     except (TypeError, ValueError) as err:
-        raise CheckpointError(f"{path}: cannot rebuild {cls.__name__} from its stored "
-                              f"config: {err}") from None
+        raise CheckpointError(
+            f"{path}: cannot rebuild {cls.__name__} from its stored config: {err}"
+        ) from None
     load_weights(net, ckpt.get("ema_model") or ckpt["model"], f"{path} ({ckpt['model_config']})")
     if map_location is not None:
         net.to(map_location)
@@ -203,7 +228,8 @@ def stored_step(path: Path):
 def _load_error_reason(err: Exception) -> str:
     """The informative part of a torch.load error (the weights-only ones are long)."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
-    found = re.search(r"WeightsUnpickler error:\s*(.*?)(?:\. Please use|\s*Check the documentation|$)",
-                      text, re.S)
+    found = re.search(
+        r"WeightsUnpickler error:\s*(.*?)(?:\. Please use|\s*Check the documentation|$)", text, re.S
+    )
     reason = " ".join((found.group(1) if found else text).split())
     return reason[:200] or type(err).__name__

@@ -17,6 +17,7 @@ that does not fit, sizes the model cannot handle), reported as one line on stder
 by Ctrl-C or SIGTERM after saving a checkpoint (``--resume`` continues). Set
 ``FLOWLIB_DEBUG=1`` to see full tracebacks instead.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,49 +32,91 @@ EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 1, 130
 
 
 def _train_parser(sub) -> None:
-    p = sub.add_parser("train", help="train a flow (resumable; works under torchrun)",
-                       argument_default=argparse.SUPPRESS,
-                       description="Train a flow. Options left out take the dataset's defaults "
-                                   "(or, with --resume, the run's stored settings).")
+    p = sub.add_parser(
+        "train",
+        help="train a flow (resumable; works under torchrun)",
+        argument_default=argparse.SUPPRESS,
+        description="Train a flow. Options left out take the dataset's defaults "
+        "(or, with --resume, the run's stored settings).",
+    )
     p.add_argument("--model", metavar="{" + ",".join(MODELS) + "}", help="default: glow")
     p.add_argument("--dataset", metavar="{" + ",".join(DATASETS) + "}", help="default: mnist")
     p.add_argument("--out", help="run folder (default: runs/DATASET-MODEL)")
-    p.add_argument("--resume", action="store_true", default=False,
-                   help="continue the run in --out from its last checkpoint")
-    p.add_argument("--init-from", dest="init_from", metavar="CHECKPOINT",
-                   help="start a new run from this checkpoint's weights (a run folder or a shipped .pt), "
-                        "continuing its step count, with a fresh optimizer; its settings are the defaults")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        default=False,
+        help="continue the run in --out from its last checkpoint",
+    )
+    p.add_argument(
+        "--init-from",
+        dest="init_from",
+        metavar="CHECKPOINT",
+        help="start a new run from this checkpoint's weights (a run folder or a shipped .pt), "
+        "continuing its step count, with a fresh optimizer; its settings are the defaults",
+    )
     p.add_argument("--epochs", type=float)
     p.add_argument("--max-steps", dest="max_steps", type=int, help="overrides --epochs")
     p.add_argument("--batch-size", dest="batch_size", type=int, help="per process (default 64)")
     p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
-    p.add_argument("--warmup-steps", dest="warmup_steps", type=int, help="linear lr warm-up (default 200)")
-    p.add_argument("--grad-clip", dest="grad_clip", type=float, help="max gradient norm (default 50)")
-    p.add_argument("--ema", type=float, metavar="DECAY",
-                   help="evaluate, sample and export with a Polyak average of the weights, e.g. 0.999 "
-                        "(default 0: off)")
+    p.add_argument(
+        "--warmup-steps", dest="warmup_steps", type=int, help="linear lr warm-up (default 200)"
+    )
+    p.add_argument(
+        "--grad-clip", dest="grad_clip", type=float, help="max gradient norm (default 50)"
+    )
+    p.add_argument(
+        "--ema",
+        type=float,
+        metavar="DECAY",
+        help="evaluate, sample and export with a Polyak average of the weights, e.g. 0.999 "
+        "(default 0: off)",
+    )
     p.add_argument("--K", type=int, help="Glow: flow steps per level")
     p.add_argument("--L", type=int, help="Glow: levels")
     p.add_argument("--hidden", type=int, help="coupling network width")
-    p.add_argument("--preprocess", choices=sorted(PREPROCESS),
-                   help="Glow: logit transform (mnist default) or centring to [-0.5, 0.5) (celeba)")
+    p.add_argument(
+        "--preprocess",
+        choices=sorted(PREPROCESS),
+        help="Glow: logit transform (mnist default) or centring to [-0.5, 0.5) (celeba)",
+    )
     p.add_argument("--n-bits", dest="n_bits", type=int, help="bits per pixel (mnist 8, celeba 5)")
     p.add_argument("--size", type=int, help="image size (mnist 28, or 32 zero-padded; celeba 32)")
     p.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
-    p.add_argument("--hflip", action=argparse.BooleanOptionalAction,
-                   help="mirror training images at random (default: on for celeba, off for mnist)")
+    p.add_argument(
+        "--hflip",
+        action=argparse.BooleanOptionalAction,
+        help="mirror training images at random (default: on for celeba, off for mnist)",
+    )
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CUDA only)")
-    p.add_argument("--channels-last", dest="channels_last", action=argparse.BooleanOptionalAction,
-                   help="channels_last memory layout (default: on for the CPU, off for CUDA)")
+    p.add_argument(
+        "--channels-last",
+        dest="channels_last",
+        action=argparse.BooleanOptionalAction,
+        help="channels_last memory layout (default: on for the CPU, off for CUDA)",
+    )
     p.add_argument("--eval-every", dest="eval_every", type=int, help="steps; 0: only at the end")
-    p.add_argument("--eval-images", dest="eval_images", type=int, help="test images per periodic evaluation")
-    p.add_argument("--final-eval-images", dest="final_eval_images", type=int, help="default: the whole test set")
+    p.add_argument(
+        "--eval-images", dest="eval_images", type=int, help="test images per periodic evaluation"
+    )
+    p.add_argument(
+        "--final-eval-images",
+        dest="final_eval_images",
+        type=int,
+        help="default: the whole test set",
+    )
     p.add_argument("--sample-every", dest="sample_every", type=int, help="steps; 0: never")
-    p.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, help="steps; 0: only at the end")
+    p.add_argument(
+        "--checkpoint-every", dest="checkpoint_every", type=int, help="steps; 0: only at the end"
+    )
     p.add_argument("--log-every", dest="log_every", type=int, help="steps between metrics.csv rows")
     p.add_argument("--temperature", type=float, help="of the sample grids (default 0.7)")
-    p.add_argument("--max-bad-steps", dest="max_bad_steps", type=int,
-                   help="non-finite losses in a row before stopping (default 20)")
+    p.add_argument(
+        "--max-bad-steps",
+        dest="max_bad_steps",
+        type=int,
+        help="non-finite losses in a row before stopping (default 20)",
+    )
     p.add_argument("--seed", type=int)
     p.add_argument("--data-root", dest="data_root", help="folder holding MNIST/raw/ or celeba/")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
@@ -87,8 +130,11 @@ def _checkpoint_args(p, device=True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flowlib", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="flowlib",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
 
@@ -119,9 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_interpolate)
 
-    p = sub.add_parser("pretrained", help="the shipped checkpoints in data/pretrained/ and their test bpd")
-    p.add_argument("--check", action="store_true",
-                   help="re-evaluate each on its recorded test subset; exit 1 if off by more than --tolerance")
+    p = sub.add_parser(
+        "pretrained", help="the shipped checkpoints in data/pretrained/ and their test bpd"
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="re-evaluate each on its recorded test subset; exit 1 if off by more than --tolerance",
+    )
     p.add_argument("--full", action="store_true", help="re-evaluate each on the whole test set")
     p.add_argument("--tolerance", type=float, default=0.01)
     p.add_argument("--data-root", dest="data_root", default=None)
@@ -132,9 +183,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="one of: " + ", ".join(_catalogue()))
     p.add_argument("--command", required=True, help="the exact training command(s) that made it")
     p.add_argument("--data", required=True, help="the data it was trained on")
-    p.add_argument("--hardware", default=None, help="default: as recorded by the run, else this machine")
-    p.add_argument("--commit", default=None,
-                   help="the code's git commit (default: this checkout's HEAD; give it where there is no .git)")
+    p.add_argument(
+        "--hardware", default=None, help="default: as recorded by the run, else this machine"
+    )
+    p.add_argument(
+        "--commit",
+        default=None,
+        help="the code's git commit (default: this checkout's HEAD; give it where there is "
+        "no .git)",
+    )
     p.add_argument("--data-root", dest="data_root", default=None)
     p.set_defaults(func=cmd_export)
     return parser
@@ -157,8 +214,10 @@ def cmd_train(args) -> int:
     result = run_training(run_config(given, resume=args.resume), resume=args.resume)
     if os.environ.get("RANK", "0") == "0":
         bpd = f"{result.test_bpd:.4f}" if result.test_bpd is not None else "-"
-        print(f"{'interrupted' if result.interrupted else 'done'}: step {result.step}, "
-              f"last test bpd {bpd}, checkpoint {result.checkpoint}")
+        print(
+            f"{'interrupted' if result.interrupted else 'done'}: step {result.step}, "
+            f"last test bpd {bpd}, checkpoint {result.checkpoint}"
+        )
     return EXIT_INTERRUPTED if result.interrupted else 0
 
 
@@ -186,7 +245,9 @@ def cmd_sample(args) -> int:
     model, _ = _load(args)
     if args.n < 1:
         raise ValueError(f"--n must be at least 1, got {args.n}.")
-    images = model.sample(args.n, args.temperature, generator=torch.Generator().manual_seed(args.seed))
+    images = model.sample(
+        args.n, args.temperature, generator=torch.Generator().manual_seed(args.seed)
+    )
     path = save_grid(images, args.out, model.n_bits, args.nrow)
     print(f"wrote {args.n} samples at temperature {args.temperature} to {path}")
     return 0
@@ -202,8 +263,10 @@ def cmd_eval(args) -> int:
     torch.manual_seed(args.seed)
     n = len(images) if args.max_images is None else min(args.max_images, len(images))
     bpd = evaluate_bpd(model, images, args.batch_size, args.importance_samples, max_images=n)
-    print(f"test bpd {bpd:.4f} ({n} test images, {args.importance_samples} importance samples, "
-          f"step {ckpt.get('step')})")
+    print(
+        f"test bpd {bpd:.4f} ({n} test images, {args.importance_samples} importance samples, "
+        f"step {ckpt.get('step')})"
+    )
     return 0
 
 
@@ -214,14 +277,21 @@ def cmd_interpolate(args) -> int:
 
     model, ckpt = _load(args)
     if args.steps < 2 or args.pairs < 1:
-        raise ValueError(f"--steps must be >= 2 and --pairs >= 1, got {args.steps} and {args.pairs}.")
+        raise ValueError(
+            f"--steps must be >= 2 and --pairs >= 1, got {args.steps} and {args.pairs}."
+        )
     images = _test_images(ckpt, args.data_root)
     g = torch.Generator().manual_seed(args.seed)
-    idx = torch.randperm(len(images), generator=g)[:2 * args.pairs].tolist()
+    idx = torch.randperm(len(images), generator=g)[: 2 * args.pairs].tolist()
     if len(idx) < 2 * args.pairs:
-        raise ValueError(f"--pairs {args.pairs} needs {2 * args.pairs} test images, there are {len(images)}.")
+        raise ValueError(
+            f"--pairs {args.pairs} needs {2 * args.pairs} test images, there are {len(images)}."
+        )
     torch.manual_seed(args.seed)
-    rows = [model.interpolate(images[a], images[b], steps=args.steps) for a, b in zip(idx[::2], idx[1::2])]
+    rows = [
+        model.interpolate(images[a], images[b], steps=args.steps)
+        for a, b in zip(idx[::2], idx[1::2])
+    ]
     path = save_grid(torch.cat(rows), args.out, model.n_bits, nrow=args.steps)
     print(f"wrote {args.pairs} interpolation(s) of {args.steps} steps to {path}")
     return 0
@@ -237,23 +307,36 @@ def cmd_pretrained(args) -> int:
     print(f"{'name':18} {'test bpd':>8} {'images':>6} {'IS':>3} {'steps':>7}  hardware")
     for name in names:
         r = P.load_pretrained(name)[1]
-        print(f"{name:18} {r['test_bpd']:8.4f} {r['test_images']:6d} {r['importance_samples']:3d} "
-              f"{r['steps']:7d}  {r['hardware']}")
+        print(
+            f"{name:18} {r['test_bpd']:8.4f} {r['test_images']:6d} {r['importance_samples']:3d} "
+            f"{r['steps']:7d}  {r['hardware']}"
+        )
     if not (args.check or args.full):
         return 0
     rows = P.check(names, data_root=args.data_root, full=args.full)
     bad = [r for r in rows if abs(r["difference"]) > args.tolerance]
     for r in bad:
-        print(f"{r['name']}: measured {r['measured']:.4f}, recorded {r['recorded']:.4f}: off by more than "
-              f"{args.tolerance}", file=sys.stderr)
+        print(
+            f"{r['name']}: measured {r['measured']:.4f}, recorded {r['recorded']:.4f}: "
+            f"off by more than "
+            f"{args.tolerance}",
+            file=sys.stderr,
+        )
     return 1 if bad else 0
 
 
 def cmd_export(args) -> int:
     from .pretrained import export
 
-    export(args.run, args.name, command=args.command, data=args.data, hardware=args.hardware,
-           commit=args.commit, data_root=args.data_root)
+    export(
+        args.run,
+        args.name,
+        command=args.command,
+        data=args.data,
+        hardware=args.hardware,
+        commit=args.commit,
+        data_root=args.data_root,
+    )
     return 0
 
 
@@ -261,7 +344,10 @@ def cmd_export(args) -> int:
 
 
 def _one_line(err: BaseException) -> str:
-    return " ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
+    return (
+        " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        or type(err).__name__
+    )
 
 
 def main(argv=None) -> int:

@@ -1,4 +1,5 @@
 """Bits per dimension, plain and importance sampled."""
+
 from __future__ import annotations
 
 import math
@@ -29,17 +30,23 @@ def importance_sampled_log_prob(model, x: torch.Tensor, n_samples: int = 8, y=No
 
 
 @torch.no_grad()
-def evaluate_bpd(model, images: torch.Tensor, batch_size: int = 256, n_samples: int = 1,
-                 labels: torch.Tensor | None = None, max_images: int | None = None) -> float:
-    """Mean test bpd over ``images`` (N, C, H, W integers), importance sampled with ``n_samples``."""
+def evaluate_bpd(
+    model,
+    images: torch.Tensor,
+    batch_size: int = 256,
+    n_samples: int = 1,
+    labels: torch.Tensor | None = None,
+    max_images: int | None = None,
+) -> float:
+    """Mean test bpd over ``images`` (N, C, H, W integers), importance sampled (``n_samples``)."""
     was_training = model.training
     model.eval()
     n = len(images) if max_images is None else min(max_images, len(images))
     total = 0.0
     try:
         for start in range(0, n, batch_size):
-            xb = images[start:min(start + batch_size, n)].to(model.device)
-            yb = None if labels is None else labels[start:start + len(xb)].to(model.device)
+            xb = images[start : min(start + batch_size, n)].to(model.device)
+            yb = None if labels is None else labels[start : start + len(xb)].to(model.device)
             lp = importance_sampled_log_prob(model, xb, n_samples, y=yb)
             total += bits_per_dim(lp.double(), xb[0].numel()).sum().item()
     finally:

@@ -7,6 +7,7 @@ A shipped checkpoint is a flowlib checkpoint without optimizer state, plus a
 hardware, its test bpd (8 importance samples, whole test set) and its bpd on a small
 fixed subset, which :func:`check` recomputes as a regression test (CI does).
 """
+
 from __future__ import annotations
 
 import platform
@@ -39,7 +40,9 @@ def pretrained_dir() -> Path:
 def pretrained_path(name: str) -> Path:
     """``data/pretrained/<name>.pt``; ``name`` must be one of :data:`CATALOGUE`."""
     if name not in CATALOGUE:
-        raise ValueError(f"Unknown pretrained model {name!r}; the course's are: {', '.join(CATALOGUE)}.")
+        raise ValueError(
+            f"Unknown pretrained model {name!r}; the course's are: {', '.join(CATALOGUE)}."
+        )
     return pretrained_dir() / f"{name}.pt"
 
 
@@ -53,8 +56,10 @@ def load_pretrained(name: str, map_location=None):
     path = pretrained_path(name)
     if not path.is_file():
         have = ", ".join(available()) or "none"
-        raise FileNotFoundError(f"No pretrained checkpoint {path} (present: {have}). Train one with "
-                                f"`flowlib train` and export it with flowlib.pretrained.export.")
+        raise FileNotFoundError(
+            f"No pretrained checkpoint {path} (present: {have}). Train one with "
+            f"`flowlib train` and export it with flowlib.pretrained.export."
+        )
     model, ckpt = load_checkpoint(path, map_location=map_location)
     return model.eval(), ckpt.get("pretrained") or {}
 
@@ -63,22 +68,37 @@ def test_images(ckpt: dict, data_root=None) -> torch.Tensor:
     """The test images of the dataset a checkpoint was trained on, at its bits and size."""
     dataset = (ckpt.get("train_config") or {}).get("dataset")
     if dataset is None:
-        raise ValueError("This checkpoint does not say which dataset it was trained on "
-                         "(no train_config): evaluate it with flowlib.metrics.evaluate_bpd.")
+        raise ValueError(
+            "This checkpoint does not say which dataset it was trained on "
+            "(no train_config): evaluate it with flowlib.metrics.evaluate_bpd."
+        )
     config = ckpt["model_config"]
     info = dataset_info(dataset)
     return info.images(info.test_split, config["n_bits"], config["image_shape"][-1], data_root)
 
 
-def evaluate(model, images: torch.Tensor, importance_samples: int = 8, max_images: int | None = None) -> float:
-    """Test bpd with fixed dequantization noise (seed :data:`SUBSET_SEED`), so it can be re-checked."""
+def evaluate(
+    model, images: torch.Tensor, importance_samples: int = 8, max_images: int | None = None
+) -> float:
+    """Test bpd with fixed dequantization noise (seed :data:`SUBSET_SEED`): re-checkable."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SUBSET_SEED)
-        return evaluate_bpd(model, images, batch_size=100, n_samples=importance_samples, max_images=max_images)
+        return evaluate_bpd(
+            model, images, batch_size=100, n_samples=importance_samples, max_images=max_images
+        )
 
 
-def export(run, name: str, command: str, data: str, hardware: str | None = None,
-           importance_samples: int = 8, data_root=None, commit: str | None = None, log=print) -> Path:
+def export(
+    run,
+    name: str,
+    command: str,
+    data: str,
+    hardware: str | None = None,
+    importance_samples: int = 8,
+    data_root=None,
+    commit: str | None = None,
+    log=print,
+) -> Path:
     """Evaluate a run's last checkpoint and write it to ``data/pretrained/<name>.pt``.
 
     ``command``: the exact training command(s); ``data``: which data it saw; ``commit``:
@@ -86,20 +106,41 @@ def export(run, name: str, command: str, data: str, hardware: str | None = None,
     """
     model, ckpt = load_checkpoint(run, map_location="cpu")
     images = test_images(ckpt, data_root)
-    log(f"{name}: evaluating on {len(images)} test images with {importance_samples} importance samples ...")
+    log(
+        f"{name}: evaluating on {len(images)} test images with {importance_samples} "
+        f"importance samples ..."
+    )
     full = evaluate(model, images, importance_samples)
     subset = evaluate(model, images, importance_samples, max_images=SUBSET_IMAGES)
     train_config = dict(ckpt.get("train_config") or {}, data_root=None, out=None)
     record = dict(
-        name=name, description=CATALOGUE[name], command=command, commit=commit or _git_commit(), data=data,
-        steps=ckpt.get("step"), epochs=ckpt.get("epoch"), wall_time_s=round(ckpt.get("wall_time") or 0.0),
+        name=name,
+        description=CATALOGUE[name],
+        command=command,
+        commit=commit or _git_commit(),
+        data=data,
+        steps=ckpt.get("step"),
+        epochs=ckpt.get("epoch"),
+        wall_time_s=round(ckpt.get("wall_time") or 0.0),
         hardware=hardware or ckpt.get("hardware") or _this_machine(),
-        test_images=len(images), importance_samples=importance_samples, test_bpd=full,
-        subset_images=min(SUBSET_IMAGES, len(images)), subset_bpd=subset,
+        test_images=len(images),
+        importance_samples=importance_samples,
+        test_bpd=full,
+        subset_images=min(SUBSET_IMAGES, len(images)),
+        subset_bpd=subset,
     )
-    path = save_checkpoint(pretrained_path(name), model, train_config=TrainConfig(**train_config),
-                             step=ckpt.get("step"), wall_time=ckpt.get("wall_time"), pretrained=record)
-    log(f"{name}: test bpd {full:.4f} (subset {subset:.4f}); wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    path = save_checkpoint(
+        pretrained_path(name),
+        model,
+        train_config=TrainConfig(**train_config),
+        step=ckpt.get("step"),
+        wall_time=ckpt.get("wall_time"),
+        pretrained=record,
+    )
+    log(
+        f"{name}: test bpd {full:.4f} (subset {subset:.4f}); wrote {path} "
+        f"({path.stat().st_size / 1e6:.1f} MB)"
+    )
     return path
 
 
@@ -116,16 +157,32 @@ def check(names=None, data_root=None, full: bool = False, log=print) -> list[dic
         n = None if full else record["subset_images"]
         measured = evaluate(model, images, record["importance_samples"], max_images=n)
         recorded = record["test_bpd"] if full else record["subset_bpd"]
-        rows.append(dict(name=name, images=n or len(images), recorded=recorded, measured=measured,
-                         difference=measured - recorded, record=record))
-        log(f"{name}: {measured:.4f} bpd on {n or len(images)} test images (recorded {recorded:.4f})")
+        rows.append(
+            dict(
+                name=name,
+                images=n or len(images),
+                recorded=recorded,
+                measured=measured,
+                difference=measured - recorded,
+                record=record,
+            )
+        )
+        log(
+            f"{name}: {measured:.4f} bpd on {n or len(images)} test images "
+            f"(recorded {recorded:.4f})"
+        )
     return rows
 
 
 def _git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         return out.stdout.strip() or "unknown"
     except OSError:
         return "unknown"

@@ -1,4 +1,5 @@
 """The files of a run folder besides checkpoints: config.json and metrics.csv."""
+
 from __future__ import annotations
 
 import csv
@@ -8,8 +9,17 @@ from pathlib import Path
 
 from .checkpoints import atomic_write
 
-METRICS_FIELDS = ["step", "epoch", "train_bpd", "test_bpd", "lr", "images_per_s",
-                  "skipped_steps", "grad_norm", "wall_time"]
+METRICS_FIELDS = [
+    "step",
+    "epoch",
+    "train_bpd",
+    "test_bpd",
+    "lr",
+    "images_per_s",
+    "skipped_steps",
+    "grad_norm",
+    "wall_time",
+]
 
 
 def write_config(out: Path, config) -> None:
@@ -23,8 +33,11 @@ def prepare_metrics(path: Path, resume_step: int | None) -> None:
     rows = []
     if resume_step is not None and path.exists():
         with open(path, newline="") as f:
-            rows = [r for r in csv.DictReader(f)
-                    if r.get("step", "").isdigit() and int(r["step"]) <= resume_step]
+            rows = [
+                r
+                for r in csv.DictReader(f)
+                if r.get("step", "").isdigit() and int(r["step"]) <= resume_step
+            ]
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, METRICS_FIELDS)
         writer.writeheader()
@@ -35,4 +48,5 @@ def write_metrics(path: Path, row: dict) -> None:
     """Append one row to metrics.csv (floats to 6 significant digits)."""
     with open(path, "a", newline="") as f:
         csv.DictWriter(f, METRICS_FIELDS).writerow(
-            {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+            {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()}
+        )

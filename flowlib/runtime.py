@@ -1,4 +1,5 @@
 """Where and how a run executes: the device, torchrun's process group, signals, seeds."""
+
 from __future__ import annotations
 
 import contextlib
@@ -41,8 +42,11 @@ class Distributed:
         local_rank = int(os.environ.get("LOCAL_RANK", 0)) if self.enabled else 0
         dev = resolve_device(device)
         if dev.type == "cuda":
-            index = local_rank if self.enabled else (
-                dev.index if dev.index is not None else torch.cuda.current_device())
+            index = (
+                local_rank
+                if self.enabled
+                else (dev.index if dev.index is not None else torch.cuda.current_device())
+            )
             dev = torch.device("cuda", index)
             torch.cuda.set_device(dev)
         self.device = dev

@@ -56,7 +56,10 @@ Behaviour worth knowing:
   its state dict after ActNorm's init (``<out>/debug/rank<r>_init.pt``) and at the end
   (``<out>/debug/rank<r>.pt``); tests/test_ddp.py compares them.
 """
+
 from __future__ import annotations
+
+import torch
 
 from .checkpoints import CheckpointError, load_checkpoint, read_checkpoint
 from .models import build_model
@@ -71,8 +74,17 @@ from .train_config import (
 )
 from .training_run import TrainingDiverged, TrainingRun, TrainResult, compute_loss, lr_at
 
-__all__ = ["CheckpointError", "TrainConfig", "TrainResult", "TrainingDiverged", "compute_loss",
-           "load_checkpoint", "lr_at", "run_training", "train"]
+__all__ = [
+    "CheckpointError",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingDiverged",
+    "compute_loss",
+    "load_checkpoint",
+    "lr_at",
+    "run_training",
+    "train",
+]
 
 
 def train(config: TrainConfig, resume: bool = False) -> TrainResult:
@@ -93,12 +105,20 @@ def run_training(config: TrainConfig, resume: bool = False) -> TrainResult:
     (the command line merges them itself, with the options the user typed)."""
     cfg = config.resolved()
     if cfg.bf16 and resolve_device(cfg.device).type != "cuda":
-        raise ValueError("--bf16 needs CUDA: bfloat16 autocast is only used on GPUs, and this "
-                         "run is on the CPU.")
+        raise ValueError(
+            "--bf16 needs CUDA: bfloat16 autocast is only used on GPUs, and this run is on the CPU."
+        )
     start = _starting_point(cfg, resume)
     torch.manual_seed(cfg.seed)  # build before touching data or processes: bad sizes fail fast
-    model = build_model(cfg.model, cfg.image_shape(), n_bits=cfg.n_bits, K=cfg.K, L=cfg.L,
-                        hidden=cfg.hidden, **_preprocessing(cfg))
+    model = build_model(
+        cfg.model,
+        cfg.image_shape(),
+        n_bits=cfg.n_bits,
+        K=cfg.K,
+        L=cfg.L,
+        hidden=cfg.hidden,
+        **_preprocessing(cfg),
+    )
     dd = Distributed(cfg.device)
     try:
         return TrainingRun(cfg, model, dd, resume, start).run()
@@ -116,13 +136,17 @@ def _starting_point(cfg: TrainConfig, resume: bool) -> dict | None:
     if resume:
         ckpt = _fitting_checkpoint(ckpt_file, cfg, IDENTITY_FIELDS)
         if ckpt.get("optimizer") is None:
-            raise CheckpointError(f"{ckpt_file} holds no optimizer state (a shipped checkpoint?), "
-                                  f"so it cannot be resumed exactly: start a new run from its "
-                                  f"weights with --init-from {ckpt_file}.")
+            raise CheckpointError(
+                f"{ckpt_file} holds no optimizer state (a shipped checkpoint?), "
+                f"so it cannot be resumed exactly: start a new run from its "
+                f"weights with --init-from {ckpt_file}."
+            )
         return ckpt
     if ckpt_file.exists():
-        raise ValueError(f"{cfg.out} already holds a run ({ckpt_file}); pass --resume to "
-                         f"continue it or choose another --out.")
+        raise ValueError(
+            f"{cfg.out} already holds a run ({ckpt_file}); pass --resume to "
+            f"continue it or choose another --out."
+        )
     return _fitting_checkpoint(cfg.init_from, cfg, ARCHITECTURE_FIELDS) if cfg.init_from else None
 
 
@@ -130,11 +154,13 @@ def _fitting_checkpoint(path, cfg: TrainConfig, fields) -> dict:
     """The checkpoint at ``path``; CheckpointError unless its ``fields`` match ``cfg``'s."""
     ckpt = read_checkpoint(path)
     stored = dict(ckpt.get("train_config") or {}, model=ckpt.get("model_name"))
-    diff = [f"{k}={stored.get(k)!r} (this run asks for {getattr(cfg, k)!r})" for k in fields
-            if k in stored and stored[k] != getattr(cfg, k)]
+    diff = [
+        f"{k}={stored.get(k)!r} (this run asks for {getattr(cfg, k)!r})"
+        for k in fields
+        if k in stored and stored[k] != getattr(cfg, k)
+    ]
     if diff:
-        raise CheckpointError(f"{path} does not fit this run: it was trained with "
-                              f"{', '.join(diff)}.")
+        raise CheckpointError(
+            f"{path} does not fit this run: it was trained with {', '.join(diff)}."
+        )
     return ckpt
-
-

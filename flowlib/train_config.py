@@ -1,4 +1,5 @@
 """What defines a training run, its defaults, and which settings a resumed run keeps."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -102,24 +103,37 @@ class TrainConfig:
 
     def _check(self) -> None:
         if self.model == "glow" and self.preprocess not in PREPROCESS:
-            raise ValueError(f"preprocess must be one of {', '.join(PREPROCESS)}, "
-                             f"got {self.preprocess!r}.")
+            raise ValueError(
+                f"preprocess must be one of {', '.join(PREPROCESS)}, got {self.preprocess!r}."
+            )
         if self.model != "glow" and self.preprocess not in (None, "logit"):
-            raise ValueError(f"The {self.model} flow always uses the logit preprocessing; "
-                             f"--preprocess {self.preprocess} is for Glow only.")
-        for name in ("batch_size", "eval_batch_size", "init_batch_size", "log_every",
-                     "max_bad_steps"):
+            raise ValueError(
+                f"The {self.model} flow always uses the logit preprocessing; "
+                f"--preprocess {self.preprocess} is for Glow only."
+            )
+        for name in (
+            "batch_size",
+            "eval_batch_size",
+            "init_batch_size",
+            "log_every",
+            "max_bad_steps",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
         for name in ("eval_every", "sample_every", "checkpoint_every", "warmup_steps"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0 (0 turns it off), got {getattr(self, name)}.")
+                raise ValueError(
+                    f"{name} must be >= 0 (0 turns it off), got {getattr(self, name)}."
+                )
         if self.lr <= 0 or self.grad_clip <= 0:
-            raise ValueError(f"lr and grad_clip must be positive, got lr={self.lr}, "
-                             f"grad_clip={self.grad_clip}.")
+            raise ValueError(
+                f"lr and grad_clip must be positive, got lr={self.lr}, grad_clip={self.grad_clip}."
+            )
         if not 0.0 <= self.ema < 1.0:
-            raise ValueError(f"ema is the weight average's decay, between 0 (off) and 1 "
-                             f"(e.g. 0.999), got {self.ema}.")
+            raise ValueError(
+                f"ema is the weight average's decay, between 0 (off) and 1 "
+                f"(e.g. 0.999), got {self.ema}."
+            )
         if self.max_steps is not None and self.max_steps < 0:
             raise ValueError(f"max_steps must be >= 0, got {self.max_steps}.")
 
@@ -129,8 +143,11 @@ class TrainConfig:
 
     def given(self) -> dict:
         """The fields set to something other than their default."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if getattr(self, f.name) != f.default}
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) != f.default
+        }
 
 
 def _default(value, default):
@@ -143,8 +160,10 @@ def run_config(given: dict, resume: bool = False) -> TrainConfig:
     where it ran); otherwise the dataset's. The API and the command line both use it."""
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     if resume and given.get("init_from"):
-        raise ValueError("--resume continues the run in --out; --init-from starts a new one "
-                         "from a checkpoint's weights: use one of them.")
+        raise ValueError(
+            "--resume continues the run in --out; --init-from starts a new one "
+            "from a checkpoint's weights: use one of them."
+        )
     if resume:
         base = TrainConfig(**given)
         out = base.out or f"runs/{base.dataset}-{base.model}"

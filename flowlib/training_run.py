@@ -1,5 +1,6 @@
 """One training run, step by step: restore or begin, optimize, and the periodic jobs
 (evaluation, metrics, samples, checkpoints). :func:`flowlib.train.train` builds it."""
+
 from __future__ import annotations
 
 import contextlib
@@ -104,8 +105,6 @@ class _Objective(nn.Module):
         return self.flow.bpd(x).float().mean()
 
 
-
-
 def _load_data(cfg: TrainConfig, dd: Distributed):
     """(training images, shuffled test images or None off rank 0); rank 0 loads first."""
     info = dataset_info(cfg.dataset)
@@ -124,16 +123,21 @@ def _load_data(cfg: TrainConfig, dd: Distributed):
 class TrainingRun:
     """One training run: its model, optimizer, data and state, and the jobs of each step."""
 
-    def __init__(self, cfg: TrainConfig, model: nn.Module, dd: Distributed, resume: bool,
-                 start: dict | None):
+    def __init__(
+        self, cfg: TrainConfig, model: nn.Module, dd: Distributed, resume: bool, start: dict | None
+    ):
         self.cfg, self.model, self.dd = cfg, model, dd
         self.out, self.ckpt_file = Path(cfg.out), run_checkpoint(cfg.out)
         self.log = log if dd.main else (lambda msg: None)
         self.train_images, self.test_images = _load_data(cfg, dd)
-        self.batches = ShardedBatches(len(self.train_images), cfg.batch_size, cfg.seed,
-                                      dd.rank, dd.world)
-        self.total_steps = (cfg.max_steps if cfg.max_steps is not None
-                            else math.ceil(cfg.epochs * self.batches.per_epoch))
+        self.batches = ShardedBatches(
+            len(self.train_images), cfg.batch_size, cfg.seed, dd.rank, dd.world
+        )
+        self.total_steps = (
+            cfg.max_steps
+            if cfg.max_steps is not None
+            else math.ceil(cfg.epochs * self.batches.per_epoch)
+        )
         use_cl = cfg.channels_last if cfg.channels_last is not None else dd.device.type == "cpu"
         self.memory_format = torch.channels_last if use_cl else torch.contiguous_format
         model.to(device=dd.device, memory_format=self.memory_format)
@@ -144,8 +148,9 @@ class TrainingRun:
         if resume:
             start.clear()  # free the memory
         self.objective = self._wrap(_Objective(model))
-        self.hardware = f"{describe_device(dd.device, dd.world)}, " \
-                        f"{platform.processor() or platform.machine()}"
+        self.hardware = (
+            f"{describe_device(dd.device, dd.world)}, {platform.processor() or platform.machine()}"
+        )
         self.window, self.smoothed_loss, self.last_norm = _Window(), None, None
         self.images_per_s = self.train_bpd = None
         self.bad_in_row = 0
@@ -167,9 +172,14 @@ class TrainingRun:
             set_rng_state(rngs[self.dd.rank])
         else:  # e.g. a checkpoint written on Ctrl-C under DDP holds rank 0's RNG only
             torch.manual_seed(seed_for(self.cfg.seed, self.dd.rank, step))
-        return RunState(step=step, skipped=ckpt.get("skipped_steps", 0),
-                        wall_time=ckpt.get("wall_time", 0.0), test_bpd=ckpt.get("test_bpd"),
-                        warmup_from=warmup_from, resumed=True)
+        return RunState(
+            step=step,
+            skipped=ckpt.get("skipped_steps", 0),
+            wall_time=ckpt.get("wall_time", 0.0),
+            test_bpd=ckpt.get("test_bpd"),
+            warmup_from=warmup_from,
+            resumed=True,
+        )
 
     def _begin(self, init: dict | None) -> RunState:
         """A new run: from ``init``'s weights and position, or ActNorm's data-dependent init."""
@@ -180,16 +190,18 @@ class TrainingRun:
         load_weights(self.model, init["model"], self.cfg.init_from)
         step, wall_time = init.get("step") or 0, init.get("wall_time") or 0.0
         if step >= self.total_steps:
-            raise ValueError(f"{self.cfg.init_from} is at step {step:,}, and this run would stop "
-                             f"at step {self.total_steps:,}: the step count continues from the "
-                             f"checkpoint, so ask for more --max-steps or --epochs.")
+            raise ValueError(
+                f"{self.cfg.init_from} is at step {step:,}, and this run would stop "
+                f"at step {self.total_steps:,}: the step count continues from the "
+                f"checkpoint, so ask for more --max-steps or --epochs."
+            )
         torch.manual_seed(seed_for(self.cfg.seed, self.dd.rank, step))
         return RunState(step=step, wall_time=wall_time, warmup_from=step)
 
     def _initialise_actnorm(self) -> None:
         """ActNorm's data-dependent init, on every rank before DDP (stats all-reduced inside)."""
         g = torch.Generator().manual_seed(self.cfg.seed + 104729 * self.dd.rank)
-        idx = torch.randperm(len(self.train_images), generator=g)[:self.cfg.init_batch_size]
+        idx = torch.randperm(len(self.train_images), generator=g)[: self.cfg.init_batch_size]
         x = self.train_images[idx].to(self.dd.device).contiguous(memory_format=self.memory_format)
         with torch.no_grad():
             self.model.log_prob(x)
@@ -208,23 +220,30 @@ class TrainingRun:
             return objective
         device = self.dd.device
         return nn.parallel.DistributedDataParallel(
-            objective, device_ids=[device.index] if device.type == "cuda" else None,
-            broadcast_buffers=False)
+            objective,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            broadcast_buffers=False,
+        )
 
     def _announce(self) -> None:
         cfg, st = self.cfg, self.state
         n_params = sum(p.numel() for p in self.model.parameters())
-        options = "".join([
-            ", channels_last" if self.memory_format == torch.channels_last else "",
-            ", bf16 autocast" if cfg.bf16 else "",
-            f", evaluated with weights averaged at decay {cfg.ema}" if self.average else ""])
+        options = "".join(
+            [
+                ", channels_last" if self.memory_format == torch.channels_last else "",
+                ", bf16 autocast" if cfg.bf16 else "",
+                f", evaluated with weights averaged at decay {cfg.ema}" if self.average else "",
+            ]
+        )
         origin = f"from the weights of {cfg.init_from} " if cfg.init_from and not st.resumed else ""
-        self.log(f"flowlib train: {cfg.model} on {cfg.dataset} {tuple(self.model.image_shape)} "
-                 f"{cfg.n_bits}-bit, {n_params:,} parameters, device "
-                 f"{describe_device(self.dd.device, self.dd.world)}{options}; "
-                 f"{'resuming at' if st.resumed else 'starting at'} step {st.step} of "
-                 f"{self.total_steps} {origin}({self.batches.per_epoch} steps per epoch); "
-                 f"run folder {self.out}")
+        self.log(
+            f"flowlib train: {cfg.model} on {cfg.dataset} {tuple(self.model.image_shape)} "
+            f"{cfg.n_bits}-bit, {n_params:,} parameters, device "
+            f"{describe_device(self.dd.device, self.dd.world)}{options}; "
+            f"{'resuming at' if st.resumed else 'starting at'} step {st.step} of "
+            f"{self.total_steps} {origin}({self.batches.per_epoch} steps per epoch); "
+            f"run folder {self.out}"
+        )
 
     # ------------------------------------------------------------------ jobs
 
@@ -233,20 +252,28 @@ class TrainingRun:
 
     def evaluate(self, n_images: int | None) -> float:
         with fixed_rng(self.dd.device, self.cfg.seed + 12345), self.averaged():
-            return evaluate_bpd(self.model, self.test_images, self.cfg.eval_batch_size, 1,
-                                max_images=n_images)
+            return evaluate_bpd(
+                self.model, self.test_images, self.cfg.eval_batch_size, 1, max_images=n_images
+            )
 
     def write_samples(self, step: int) -> None:
         cfg = self.cfg
         with fixed_rng(self.dd.device, cfg.sample_seed), self.averaged():
             self.model.eval()
             try:
-                images = self.model.sample(cfg.n_samples, cfg.temperature,
-                                           generator=torch.Generator().manual_seed(cfg.sample_seed))
+                images = self.model.sample(
+                    cfg.n_samples,
+                    cfg.temperature,
+                    generator=torch.Generator().manual_seed(cfg.sample_seed),
+                )
             finally:
                 self.model.train()
-        save_grid(images, self.out / "samples" / f"step_{step:06d}.png", cfg.n_bits,
-                  nrow=max(1, int(math.sqrt(cfg.n_samples))))
+        save_grid(
+            images,
+            self.out / "samples" / f"step_{step:06d}.png",
+            cfg.n_bits,
+            nrow=max(1, int(math.sqrt(cfg.n_samples))),
+        )
 
     def save(self, step: int, all_ranks: bool = True) -> Path | None:
         """Checkpoint (rank 0 writes). ``all_ranks``: gather every rank's RNG (collective)."""
@@ -260,11 +287,22 @@ class TrainingRun:
         epoch, batch_in_epoch = self.batches.position(step)
         try:
             return save_checkpoint(
-                self.ckpt_file, self.model, self.optimizer, train_config=self.cfg, rng=rngs,
-                step=step, epoch=epoch, batch_in_epoch=batch_in_epoch, skipped_steps=st.skipped,
-                wall_time=st.wall_time, test_bpd=st.test_bpd, warmup_from=st.warmup_from,
-                hardware=self.hardware, ema_model=average.state_dict() if average else None,
-                ema_updates=average.updates if average else 0)
+                self.ckpt_file,
+                self.model,
+                self.optimizer,
+                train_config=self.cfg,
+                rng=rngs,
+                step=step,
+                epoch=epoch,
+                batch_in_epoch=batch_in_epoch,
+                skipped_steps=st.skipped,
+                wall_time=st.wall_time,
+                test_bpd=st.test_bpd,
+                warmup_from=st.warmup_from,
+                hardware=self.hardware,
+                ema_model=average.state_dict() if average else None,
+                ema_updates=average.updates if average else 0,
+            )
         except ValueError as err:
             kept = self.ckpt_file if self.ckpt_file.exists() else "none"
             self.log(f"{err} Last good checkpoint kept: {kept}.")
@@ -272,9 +310,15 @@ class TrainingRun:
 
     def metrics_row(self, **row) -> None:
         st = self.state
-        write_metrics(self.out / "metrics.csv", dict(
-            row, lr=lr_at(self.cfg, st.step, st.warmup_from), skipped_steps=st.skipped,
-            wall_time=st.wall_time))
+        write_metrics(
+            self.out / "metrics.csv",
+            dict(
+                row,
+                lr=lr_at(self.cfg, st.step, st.warmup_from),
+                skipped_steps=st.skipped,
+                wall_time=st.wall_time,
+            ),
+        )
 
     # ------------------------------------------------------------------ steps
 
@@ -284,8 +328,9 @@ class TrainingRun:
         st, cfg = self.state, self.cfg
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(cfg, st.step, st.warmup_from)
-        autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.bf16
-                    else contextlib.nullcontext())
+        autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16) if cfg.bf16 else contextlib.nullcontext()
+        )
         with autocast:
             loss = compute_loss(self.objective, x)
         self.optimizer.zero_grad(set_to_none=True)
@@ -320,30 +365,45 @@ class TrainingRun:
             return
         st.skipped += 1
         self.bad_in_row += 1
-        self.log(f"step {st.step + 1}: non-finite loss {loss_value} (grad norm {norm_value}): "
-                 f"step skipped ({self.bad_in_row} in a row, {st.skipped} in all)")
+        self.log(
+            f"step {st.step + 1}: non-finite loss {loss_value} (grad norm {norm_value}): "
+            f"step skipped ({self.bad_in_row} in a row, {st.skipped} in all)"
+        )
         if self.bad_in_row > cfg.max_bad_steps:
-            good = (f"{self.ckpt_file} (step {stored_step(self.ckpt_file)})"
-                    if self.ckpt_file.exists() else "none was saved yet")
+            good = (
+                f"{self.ckpt_file} (step {stored_step(self.ckpt_file)})"
+                if self.ckpt_file.exists()
+                else "none was saved yet"
+            )
             raise TrainingDiverged(
                 f"Stopped at step {st.step + 1}: {self.bad_in_row} non-finite losses in a row "
                 f"(limit max_bad_steps={cfg.max_bad_steps}). Last good checkpoint: {good}. "
-                f"Lower the learning rate or lengthen the warm-up, then resume from it.")
+                f"Lower the learning rate or lengthen the warm-up, then resume from it."
+            )
 
     def periodic_jobs(self, bar) -> None:
         """After a step: evaluation, metrics, progress, samples and checkpoints when due."""
         cfg, st, main = self.cfg, self.state, self.dd.main
         last = st.step == self.total_steps
-        n_eval = (cfg.final_eval_images if last else
-                  cfg.eval_images if cfg.eval_every and st.step % cfg.eval_every == 0 else 0)
+        n_eval = (
+            cfg.final_eval_images
+            if last
+            else cfg.eval_images
+            if cfg.eval_every and st.step % cfg.eval_every == 0
+            else 0
+        )
         do_eval = main and n_eval != 0
         if do_eval:
             st.test_bpd = self.evaluate(n_eval)
         if main and (st.step % cfg.log_every == 0 or do_eval or last):
-            self.metrics_row(step=st.step, epoch=self.batches.position(st.step - 1)[0],
-                             train_bpd=self.window.train_bpd(),
-                             test_bpd=st.test_bpd if do_eval else "",
-                             images_per_s=self.window.images_per_s(), grad_norm=self.last_norm)
+            self.metrics_row(
+                step=st.step,
+                epoch=self.batches.position(st.step - 1)[0],
+                train_bpd=self.window.train_bpd(),
+                test_bpd=st.test_bpd if do_eval else "",
+                images_per_s=self.window.images_per_s(),
+                grad_norm=self.last_norm,
+            )
             self.images_per_s, self.train_bpd = self.window.images_per_s(), self.window.train_bpd()
             self.window = _Window()
         if main and (st.step % 10 == 0 or do_eval):
@@ -352,22 +412,33 @@ class TrainingRun:
             self._log_evaluation(n_eval, last)
         if main and cfg.sample_every and st.step % cfg.sample_every == 0 and not last:
             self.write_samples(st.step)
-        if cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0 and not last \
-                and not self.bad_in_row:
-            self.save(st.step)  # never in a run of non-finite losses: "last good" = after a good step
+        if (
+            cfg.checkpoint_every
+            and st.step % cfg.checkpoint_every == 0
+            and not last
+            and not self.bad_in_row
+        ):
+            self.save(
+                st.step
+            )  # never in a run of non-finite losses: "last good" = after a good step
 
     def _show_progress(self, bar) -> None:
         s, t, speed = self.smoothed_loss, self.state.test_bpd, self.images_per_s
-        bar.set_postfix(bpd=f"{s:.3f}" if s is not None else "nan",
-                        test=f"{t:.3f}" if t is not None else "-",
-                        img_s=f"{speed:.0f}" if speed else "-", refresh=False)
+        bar.set_postfix(
+            bpd=f"{s:.3f}" if s is not None else "nan",
+            test=f"{t:.3f}" if t is not None else "-",
+            img_s=f"{speed:.0f}" if speed else "-",
+            refresh=False,
+        )
 
     def _log_evaluation(self, n_eval: int | None, last: bool) -> None:
         st, s = self.state, self.smoothed_loss
         n_test = len(self.test_images) if n_eval is None else min(n_eval, len(self.test_images))
-        self.log(f"step {st.step}: {'final ' if last else ''}test bpd {st.test_bpd:.4f} "
-                 f"({n_test} test images), train bpd {s if s is not None else float('nan'):.4f}, "
-                 f"{st.skipped} skipped step(s), {st.wall_time:.0f} s of training")
+        self.log(
+            f"step {st.step}: {'final ' if last else ''}test bpd {st.test_bpd:.4f} "
+            f"({n_test} test images), train bpd {s if s is not None else float('nan'):.4f}, "
+            f"{st.skipped} skipped step(s), {st.wall_time:.0f} s of training"
+        )
 
     # ------------------------------------------------------------------ the loop
 
@@ -381,10 +452,13 @@ class TrainingRun:
     def _first_evaluation(self) -> None:
         st, n = self.state, self.cfg.eval_images
         st.test_bpd = self.evaluate(n)
-        self.metrics_row(step=st.step, epoch=self.batches.position(st.step)[0],
-                         test_bpd=st.test_bpd)
-        self.log(f"step {st.step}: test bpd {st.test_bpd:.4f} "
-                 f"({min(n, len(self.test_images))} test images)")
+        self.metrics_row(
+            step=st.step, epoch=self.batches.position(st.step)[0], test_bpd=st.test_bpd
+        )
+        self.log(
+            f"step {st.step}: test bpd {st.test_bpd:.4f} "
+            f"({min(n, len(self.test_images))} test images)"
+        )
 
     def run(self) -> TrainResult:
         cfg, st, dd = self.cfg, self.state, self.dd
@@ -396,9 +470,17 @@ class TrainingRun:
         from tqdm import tqdm
 
         interrupted = False
-        with StopFlag() as stop, tqdm(total=self.total_steps, initial=st.step, unit="step",
-                                      disable=not (dd.main and cfg.progress), dynamic_ncols=True,
-                                      file=sys.stderr) as bar:
+        with (
+            StopFlag() as stop,
+            tqdm(
+                total=self.total_steps,
+                initial=st.step,
+                unit="step",
+                disable=not (dd.main and cfg.progress),
+                dynamic_ncols=True,
+                file=sys.stderr,
+            ) as bar,
+        ):
             t_last = time.perf_counter()
             while st.step < self.total_steps:
                 x = self.train_images[self.batches.indices(st.step)]
@@ -423,23 +505,33 @@ class TrainingRun:
         st = self.state
         if interrupted:
             path = self.save(st.step)
-            self.log(f"Interrupted at step {st.step}: checkpoint saved to {path}. "
-                     f"Continue with --resume.")
+            self.log(
+                f"Interrupted at step {st.step}: checkpoint saved to {path}. "
+                f"Continue with --resume."
+            )
         else:
             if self.dd.main and self.cfg.sample_every:
                 self.write_samples(st.step)
             path = self.save(st.step)
         _debug_dump(self.model, self.out, f"rank{self.dd.rank}")
-        return TrainResult(out=self.out, checkpoint=path, step=st.step,
-                           epoch=self.batches.position(max(st.step - 1, 0))[0],
-                           train_bpd=self.train_bpd, test_bpd=st.test_bpd,
-                           skipped_steps=st.skipped, images_per_s=self.images_per_s,
-                           interrupted=interrupted)
+        return TrainResult(
+            out=self.out,
+            checkpoint=path,
+            step=st.step,
+            epoch=self.batches.position(max(st.step - 1, 0))[0],
+            train_bpd=self.train_bpd,
+            test_bpd=st.test_bpd,
+            skipped_steps=st.skipped,
+            images_per_s=self.images_per_s,
+            interrupted=interrupted,
+        )
 
 
 def _debug_dump(model: nn.Module, out: Path, name: str) -> None:
     """Test hook: with FLOWLIB_DEBUG_PARAM_DUMP=1 save the state dict to <out>/debug/<name>.pt."""
     if os.environ.get("FLOWLIB_DEBUG_PARAM_DUMP") not in (None, "", "0"):
         (out / "debug").mkdir(parents=True, exist_ok=True)
-        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()},
-                   out / "debug" / f"{name}.pt")
+        torch.save(
+            {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            out / "debug" / f"{name}.pt",
+        )

@@ -6,6 +6,7 @@ FAILS the tests, so CI never goes green by skipping. Without it, ``../shared/dat
 next to the repository and then the repository's ``data/`` are tried, and the tests
 that need real data are skipped only when neither has any.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,14 +31,18 @@ def data_root() -> Path:
     if env:
         root = Path(os.path.abspath(Path(env).expanduser()))  # relative: from the cwd
         if not _has(root):
-            pytest.fail(f"FLOWLIB_DATA={env!r} ({root}) has neither MNIST/raw/ nor celeba/. "
-                        f"Fix it or unset it. {_HOW}")
+            pytest.fail(
+                f"FLOWLIB_DATA={env!r} ({root}) has neither MNIST/raw/ nor celeba/. "
+                f"Fix it or unset it. {_HOW}"
+            )
         return root
     for root in (REPO.parent / "shared" / "data", REPO / "data"):
         if _has(root):
             return root
-    pytest.skip(f"No real data: FLOWLIB_DATA is not set and neither {REPO.parent / 'shared/data'} "
-                f"nor {REPO / 'data'} has MNIST/raw/ or celeba/. {_HOW}")
+    pytest.skip(
+        f"No real data: FLOWLIB_DATA is not set and neither {REPO.parent / 'shared/data'} "
+        f"nor {REPO / 'data'} has MNIST/raw/ or celeba/. {_HOW}"
+    )
 
 
 def _dataset_root(data_root: Path, need: str) -> Path:

@@ -1,6 +1,7 @@
 """Small helpers for the tests: seeded random inputs.
 
 Perturbing zero-initialised layers is ``flowlib.checks.perturb_``, which the notebooks use too."""
+
 from __future__ import annotations
 
 import torch

@@ -1,5 +1,6 @@
 """The ``flowlib`` command: clear one-line errors, the sample/eval/interpolate commands,
 and runs that survive ``kill -9`` and Ctrl-C."""
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,25 @@ from PIL import Image
 from flowlib import checkpoints as C
 from flowlib import cli
 
-TINY = ["--K", "1", "--L", "1", "--hidden", "8", "--batch-size", "16", "--warmup-steps", "5",
-        "--eval-every", "0", "--final-eval-images", "64", "--sample-every", "0", "--no-progress"]
+TINY = [
+    "--K",
+    "1",
+    "--L",
+    "1",
+    "--hidden",
+    "8",
+    "--batch-size",
+    "16",
+    "--warmup-steps",
+    "5",
+    "--eval-every",
+    "0",
+    "--final-eval-images",
+    "64",
+    "--sample-every",
+    "0",
+    "--no-progress",
+]
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
@@ -29,11 +47,19 @@ def run_cli(capsys, *argv) -> tuple[int, str, str]:
 def spawn(*argv, **kw) -> subprocess.Popen:
     """``python -m flowlib ...`` in a fresh process (one torch thread: the machine is shared)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "flowlib", *map(str, argv)], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "flowlib", *map(str, argv)],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **kw,
+    )
 
 
-def wait_for_checkpoint(path: Path, min_step: int, proc: subprocess.Popen, timeout: float = 300) -> int:
+def wait_for_checkpoint(
+    path: Path, min_step: int, proc: subprocess.Popen, timeout: float = 300
+) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, f"training ended early: {proc.communicate()}"
@@ -43,29 +69,39 @@ def wait_for_checkpoint(path: Path, min_step: int, proc: subprocess.Popen, timeo
                 return step
         time.sleep(0.2)
     proc.kill()
-    raise AssertionError(f"no checkpoint at step >= {min_step} after {timeout} s: {proc.communicate()}")
+    raise AssertionError(
+        f"no checkpoint at step >= {min_step} after {timeout} s: {proc.communicate()}"
+    )
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, mnist_root) -> Path:
     """A tiny trained MNIST Glow run folder."""
     out = tmp_path_factory.mktemp("cli") / "run"
-    assert cli.main(["train", "--out", str(out), "--data-root", str(mnist_root), "--max-steps", "8", *TINY]) == 0
+    assert (
+        cli.main(
+            ["train", "--out", str(out), "--data-root", str(mnist_root), "--max-steps", "8", *TINY]
+        )
+        == 0
+    )
     return out
 
 
 # --------------------------------------------------------------------------- errors
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--dataset", "cifar"], "Unknown dataset 'cifar'; choose one of mnist, celeba."),
-    (["--model", "realnvp"], "Unknown model 'realnvp'"),
-    (["--data-root", "/nonexistent"], "No MNIST data found"),
-    (["--L", "3"], "cannot be squeezed L=3 times"),
-    (["--model", "simple", "--K", "4"], "Model 'simple' takes no K"),
-    (["--size", "64"], "28 or 32"),
-    (["--ema", "1.5"], "ema is the weight average's decay, between 0 (off) and 1"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--dataset", "cifar"], "Unknown dataset 'cifar'; choose one of mnist, celeba."),
+        (["--model", "realnvp"], "Unknown model 'realnvp'"),
+        (["--data-root", "/nonexistent"], "No MNIST data found"),
+        (["--L", "3"], "cannot be squeezed L=3 times"),
+        (["--model", "simple", "--K", "4"], "Model 'simple' takes no K"),
+        (["--size", "64"], "28 or 32"),
+        (["--ema", "1.5"], "ema is the weight average's decay, between 0 (off) and 1"),
+    ],
+)
 def test_train_bad_input_is_one_line_and_exit_code_2(capsys, tmp_path, argv, message):
     code, _, err = run_cli(capsys, "train", "--out", tmp_path / "run", *argv)
     assert code == 2
@@ -80,15 +116,29 @@ def test_resume_with_another_model_is_a_clear_error(capsys, run_dir):
 
 
 def test_init_from_takes_the_checkpoints_settings(capsys, tmp_path, run_dir, mnist_root):
-    code, out, _ = run_cli(capsys, "train", "--out", tmp_path / "more", "--init-from", run_dir, "--max-steps", 10,
-                           "--data-root", mnist_root)
+    code, out, _ = run_cli(
+        capsys,
+        "train",
+        "--out",
+        tmp_path / "more",
+        "--init-from",
+        run_dir,
+        "--max-steps",
+        10,
+        "--data-root",
+        mnist_root,
+    )
     assert code == 0 and "done: step 10" in out
     config = C.read_checkpoint(tmp_path / "more")["train_config"]
     assert (config["K"], config["hidden"], config["batch_size"]) == (1, 8, 16)
     assert config["init_from"] == str(run_dir) and config["out"] == str(tmp_path / "more")
-    code, _, err = run_cli(capsys, "train", "--out", tmp_path / "more", "--resume", "--init-from", run_dir)
+    code, _, err = run_cli(
+        capsys, "train", "--out", tmp_path / "more", "--resume", "--init-from", run_dir
+    )
     assert code == 2 and "use one of them" in err and err.count("\n") == 1
-    code, _, err = run_cli(capsys, "train", "--out", tmp_path / "x", "--init-from", tmp_path / "missing.pt")
+    code, _, err = run_cli(
+        capsys, "train", "--out", tmp_path / "x", "--init-from", tmp_path / "missing.pt"
+    )
     assert code == 2 and "Cannot start a run from it: no checkpoint at" in err
 
 
@@ -112,18 +162,48 @@ def test_missing_data_in_a_real_process_prints_no_traceback(tmp_path):
 
 
 def test_sample_eval_interpolate(capsys, run_dir, tmp_path):
-    code, out, _ = run_cli(capsys, "sample", "--checkpoint", run_dir, "--n", 12, "--nrow", 4,
-                           "--out", tmp_path / "s.png", "--device", "cpu")
+    code, out, _ = run_cli(
+        capsys,
+        "sample",
+        "--checkpoint",
+        run_dir,
+        "--n",
+        12,
+        "--nrow",
+        4,
+        "--out",
+        tmp_path / "s.png",
+        "--device",
+        "cpu",
+    )
     assert code == 0 and "wrote 12 samples" in out
     assert Image.open(tmp_path / "s.png").size == (2 + 4 * 30, 2 + 3 * 30)
 
-    code, out, _ = run_cli(capsys, "eval", "--checkpoint", run_dir / "checkpoints" / "last.pt",
-                           "--importance-samples", 2, "--max-images", 32)
+    code, out, _ = run_cli(
+        capsys,
+        "eval",
+        "--checkpoint",
+        run_dir / "checkpoints" / "last.pt",
+        "--importance-samples",
+        2,
+        "--max-images",
+        32,
+    )
     assert code == 0 and out.startswith("test bpd ")
     assert 0 < float(out.split()[2]) < 9 and "32 test images, 2 importance samples" in out
 
-    code, out, _ = run_cli(capsys, "interpolate", "--checkpoint", run_dir, "--steps", 5, "--pairs", 3,
-                           "--out", tmp_path / "i.png")
+    code, out, _ = run_cli(
+        capsys,
+        "interpolate",
+        "--checkpoint",
+        run_dir,
+        "--steps",
+        5,
+        "--pairs",
+        3,
+        "--out",
+        tmp_path / "i.png",
+    )
     assert code == 0
     assert Image.open(tmp_path / "i.png").size == (2 + 5 * 30, 2 + 3 * 30)
 
@@ -135,8 +215,20 @@ def test_sample_eval_interpolate(capsys, run_dir, tmp_path):
 def test_kill_9_then_resume_continues_from_the_last_checkpoint(tmp_path, mnist_root):
     out = tmp_path / "run"
     ckpt = out / "checkpoints" / "last.pt"
-    proc = spawn("train", "--out", out, "--data-root", mnist_root, "--max-steps", 100000,
-                 "--checkpoint-every", 5, "--log-every", 1, *TINY)
+    proc = spawn(
+        "train",
+        "--out",
+        out,
+        "--data-root",
+        mnist_root,
+        "--max-steps",
+        100000,
+        "--checkpoint-every",
+        5,
+        "--log-every",
+        1,
+        *TINY,
+    )
     wait_for_checkpoint(ckpt, 5, proc)
     time.sleep(0.3)  # let it run on, maybe into the next checkpoint write
     proc.send_signal(signal.SIGKILL)
@@ -151,7 +243,9 @@ def test_kill_9_then_resume_continues_from_the_last_checkpoint(tmp_path, mnist_r
     assert proc.returncode == 0, err
     assert f"resuming at step {step} of {step + 7}" in stdout
     assert C.read_checkpoint(ckpt)["step"] == step + 7
-    assert [p.name for p in ckpt.parent.iterdir()] == ["last.pt"]  # temp files of the killed run removed
+    assert [p.name for p in ckpt.parent.iterdir()] == [
+        "last.pt"
+    ]  # temp files of the killed run removed
     steps = [int(line.split(",")[0]) for line in (out / "metrics.csv").read_text().splitlines()[1:]]
     assert steps == sorted(set(steps)) and steps[-1] == step + 7  # rows after the kill were dropped
 
@@ -160,14 +254,24 @@ def test_kill_9_then_resume_continues_from_the_last_checkpoint(tmp_path, mnist_r
 def test_sigint_saves_a_checkpoint_and_exits_130(tmp_path, mnist_root):
     out = tmp_path / "run"
     ckpt = out / "checkpoints" / "last.pt"
-    proc = spawn("train", "--out", out, "--data-root", mnist_root, "--max-steps", 100000,
-                 "--checkpoint-every", 5, *TINY)
+    proc = spawn(
+        "train",
+        "--out",
+        out,
+        "--data-root",
+        mnist_root,
+        "--max-steps",
+        100000,
+        "--checkpoint-every",
+        5,
+        *TINY,
+    )
     wait_for_checkpoint(ckpt, 5, proc)
     proc.send_signal(signal.SIGINT)
     stdout, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
-    line = next(l for l in stdout.splitlines() if l.startswith("Interrupted at step"))
+    line = next(s for s in stdout.splitlines() if s.startswith("Interrupted at step"))
     step = int(line.split()[3].rstrip(":"))
     model, stored = C.load_checkpoint(ckpt)
     assert stored["step"] == step and step >= 5

@@ -1,4 +1,5 @@
 """The package stays readable: short functions, small modules, lint-clean (ruff)."""
+
 from __future__ import annotations
 
 import ast
@@ -30,8 +31,11 @@ def test_no_function_is_longer_than_80_lines():
 
 
 def test_no_module_is_longer_than_500_lines():
-    big = [f"{p.relative_to(REPO)} ({n} lines)" for p in _modules()
-           if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES]
+    big = [
+        f"{p.relative_to(REPO)} ({n} lines)"
+        for p in _modules()
+        if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES
+    ]
     assert not big, "split these modules by what they do:\n" + "\n".join(big)
 
 
@@ -39,6 +43,10 @@ def test_ruff_is_clean():
     ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
     if ruff is None:
         pytest.fail("ruff is not installed: `pip install -e '.[dev]'` (make setup does it)")
-    proc = subprocess.run([ruff, "check", *PACKAGES, "tests", "benchmarks", "tools"], cwd=REPO,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [ruff, "check", *PACKAGES, "tests", "benchmarks", "tools"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]

@@ -1,4 +1,5 @@
 """The layer and model contract in code: complete models, keyword routing, recorded configs."""
+
 from __future__ import annotations
 
 import pytest
@@ -13,8 +14,13 @@ from flowlib.models.realnvp import checkerboard_coupling
 class _Complete(ImageFlow):
     def __init__(self, shape=(1, 4, 4), drop: str | None = None):
         super().__init__()
-        members = dict(image_shape=shape, latent_shapes=[shape], n_bits=8,
-                       config=dict(shape=shape), dequantize=UniformDequantization(8))
+        members = dict(
+            image_shape=shape,
+            latent_shapes=[shape],
+            n_bits=8,
+            config=dict(shape=shape),
+            dequantize=UniformDequantization(8),
+        )
         for name, value in members.items():
             if name != drop:
                 setattr(self, name, value)
@@ -29,7 +35,9 @@ class _Complete(ImageFlow):
 @pytest.mark.parametrize("member", ImageFlow.REQUIRED)
 def test_a_model_that_does_not_set_a_member_fails_when_built(member):
     _Complete()  # the complete one builds
-    with pytest.raises(TypeError, match=f"not a complete ImageFlow: its __init__ must set {member}"):
+    with pytest.raises(
+        TypeError, match=f"not a complete ImageFlow: its __init__ must set {member}"
+    ):
         _Complete(drop=member)
 
 

@@ -1,5 +1,6 @@
 """Tests for flowlib.data: real MNIST and CelebA (through the ``data_root`` fixtures of
 conftest.py) and the error paths, on tiny files written under tmp_path."""
+
 from __future__ import annotations
 
 import gzip
@@ -56,7 +57,7 @@ def test_quantize_floor_divides_like_glow():
         q = quantize(x, n_bits)
         assert q.dtype == torch.uint8
         assert torch.equal(q.long(), torch.arange(256) // 2 ** (8 - n_bits))
-        assert int(q.max()) == 2 ** n_bits - 1
+        assert int(q.max()) == 2**n_bits - 1
     assert np.array_equal(quantize(np.arange(256, dtype=np.uint8), 3), np.arange(256) // 32)
 
 
@@ -96,8 +97,10 @@ def write_tiny_mnist(root: Path, gz: bool = False, n_train: int = 7, n_test: int
     for split, prefix, n in (("train", "train", n_train), ("test", "t10k", n_test)):
         images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
         labels = rng.integers(0, 10, n, dtype=np.uint8)
-        for name, arr in ((f"{prefix}-images-idx3-ubyte", images),
-                          (f"{prefix}-labels-idx1-ubyte", labels)):
+        for name, arr in (
+            (f"{prefix}-images-idx3-ubyte", images),
+            (f"{prefix}-labels-idx1-ubyte", labels),
+        ):
             if gz:
                 with gzip.open(raw / (name + ".gz"), "wb") as f:
                     f.write(idx_bytes(arr))
@@ -270,7 +273,7 @@ def test_real_mnist_n_bits_and_padding(mnist_root):
     full = MNIST(root=mnist_root, split="test")
     for n_bits in (1, 5):
         ds = MNIST(root=mnist_root, split="test", n_bits=n_bits)
-        assert int(ds.images.max()) == 2 ** n_bits - 1
+        assert int(ds.images.max()) == 2**n_bits - 1
         assert torch.equal(ds.images, full.images // 2 ** (8 - n_bits))
     padded = MNIST(root=mnist_root, split="test", n_bits=5, pad_to_32=True)
     assert padded.images.shape == (10_000, 1, 32, 32)
@@ -283,9 +286,14 @@ def test_real_mnist_n_bits_and_padding(mnist_root):
 # --------------------------------------------------------------------------- tiny CelebA folders
 
 
-def write_fake_celeba(root: Path, splits: dict[str, int], layout: str = "torchvision",
-                      corrupt: tuple[str, ...] = (), no_attr: tuple[str, ...] = (),
-                      no_partition: tuple[str, ...] = ()) -> dict[str, list[int]]:
+def write_fake_celeba(
+    root: Path,
+    splits: dict[str, int],
+    layout: str = "torchvision",
+    corrupt: tuple[str, ...] = (),
+    no_attr: tuple[str, ...] = (),
+    no_partition: tuple[str, ...] = (),
+) -> dict[str, list[int]]:
     """Random 178x218 JPEGs named like CelebA plus annotations in the torchvision (.txt,
     CRLF) or Kaggle (.csv, nested image folder) layout. Returns {file: 40 values of +-1}."""
     folder = root / "celeba"
@@ -309,21 +317,32 @@ def write_fake_celeba(root: Path, splits: dict[str, int], layout: str = "torchvi
     part_rows = {f: s for f, s in splits.items() if f not in no_partition}
     if layout == "kaggle":
         (folder / "list_attr_celeba.csv").write_text(
-            "image_id," + ",".join(ATTR_NAMES) + "\n"
-            + "".join(f"{f}," + ",".join(map(str, v)) + "\n" for f, v in attr_rows.items()))
+            "image_id,"
+            + ",".join(ATTR_NAMES)
+            + "\n"
+            + "".join(f"{f}," + ",".join(map(str, v)) + "\n" for f, v in attr_rows.items())
+        )
         (folder / "list_eval_partition.csv").write_text(
-            "image_id,partition\n" + "".join(f"{f},{s}\n" for f, s in part_rows.items()))
+            "image_id,partition\n" + "".join(f"{f},{s}\n" for f, s in part_rows.items())
+        )
     else:
         lines = [str(len(attr_rows)), " ".join(ATTR_NAMES) + " "]
         lines += [f + " " + " ".join(f"{v:2d}" for v in vals) for f, vals in attr_rows.items()]
         (folder / "list_attr_celeba.txt").write_bytes(("\r\n".join(lines) + "\r\n").encode())
         (folder / "list_eval_partition.txt").write_bytes(
-            "".join(f"{f} {s}\r\n" for f, s in part_rows.items()).encode())
+            "".join(f"{f} {s}\r\n" for f, s in part_rows.items()).encode()
+        )
     return attrs
 
 
-SIX = {"000001.jpg": 0, "000002.jpg": 0, "000003.jpg": 0, "000004.jpg": 1,
-       "000005.jpg": 2, "000006.jpg": 2}
+SIX = {
+    "000001.jpg": 0,
+    "000002.jpg": 0,
+    "000003.jpg": 0,
+    "000004.jpg": 1,
+    "000005.jpg": 2,
+    "000006.jpg": 2,
+}
 
 
 @pytest.mark.parametrize("layout", ["torchvision", "kaggle"])
@@ -331,8 +350,10 @@ def test_fake_celeba_layouts(tmp_path, layout):
     attrs = write_fake_celeba(tmp_path, SIX, layout=layout)
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
-        sizes = {s: len(CelebA(root=tmp_path, split=s, cache=False))
-                 for s in ("train", "valid", "test", "all")}
+        sizes = {
+            s: len(CelebA(root=tmp_path, split=s, cache=False))
+            for s in ("train", "valid", "test", "all")
+        }
     assert sizes == {"train": 3, "valid": 1, "test": 2, "all": 6}
     assert data_warnings(record) == []
     ds = CelebA(root=tmp_path, split="test", size=16, n_bits=3, cache=False)
@@ -364,10 +385,12 @@ def test_fake_celeba_missing_annotation_rows_warn(tmp_path):
     with pytest.warns(DataWarning) as record:
         ds = CelebA(root=tmp_path, split="train", cache=False)
     messages = [str(w.message) for w in record]
-    assert any("1 of 6 images on disk have no row in list_eval_partition.txt" in m
-               for m in messages)
-    assert any("1 of 2 images of split 'train' have no row in list_attr_celeba.txt" in m
-               for m in messages)
+    assert any(
+        "1 of 6 images on disk have no row in list_eval_partition.txt" in m for m in messages
+    )
+    assert any(
+        "1 of 2 images of split 'train' have no row in list_attr_celeba.txt" in m for m in messages
+    )
     assert ds.filenames == ["000003.jpg"]
 
 
@@ -414,7 +437,9 @@ def test_celeba_cache(tmp_path, monkeypatch):
     first = CelebA(root=tmp_path, split="all", cache=True)  # FLOWLIB_CACHE, set by the fixture
     assert len(list((tmp_path / "cache").glob("celeba-all-32px-crop148-*.npy"))) == 1
     decoded_sizes, decode = [], fd.celeba._decode_all
-    monkeypatch.setattr(fd.celeba, "_decode_all", lambda *a: decoded_sizes.append(a[2]) or decode(*a))
+    monkeypatch.setattr(
+        fd.celeba, "_decode_all", lambda *a: decoded_sizes.append(a[2]) or decode(*a)
+    )
     second = CelebA(root=tmp_path, split="all", n_bits=8)  # n_bits does not change the cache
     assert decoded_sizes == [] and torch.equal(first.images, second.images // 8)
     CelebA(root=tmp_path, split="all", size=16)  # another size is another cache entry
@@ -455,8 +480,10 @@ def test_real_celeba_splits(celeba):
 @pytest.mark.data
 def test_real_celeba_attributes_match_file(celeba):
     # 000001.jpg's row of list_attr_celeba.txt, -1 -> 0
-    row = ("-1  1  1 -1 -1 -1 -1 -1 -1 -1 -1  1 -1 -1 -1 -1 -1 -1  1  1 -1  1 -1 -1  1 -1 -1  "
-           "1 -1 -1 -1  1  1 -1  1 -1  1 -1 -1  1")
+    row = (
+        "-1  1  1 -1 -1 -1 -1 -1 -1 -1 -1  1 -1 -1 -1 -1 -1 -1  1  1 -1  1 -1 -1  1 -1 -1  "
+        "1 -1 -1 -1  1  1 -1  1 -1  1 -1 -1  1"
+    )
     train = celeba["train"]
     assert train.filenames[0] == "000001.jpg"
     assert train.attributes[0].tolist() == [int(v) > 0 for v in row.split()]
@@ -475,8 +502,9 @@ def test_real_celeba_matches_torchvision_transforms(celeba, celeba_root):
                 expected = np.asarray(reference(im.convert("RGB"))).transpose(2, 0, 1)
             assert np.array_equal(fd.celeba._decode(image_dir / name, size, 148), expected)
     valid = celeba["valid"]
-    assert np.array_equal(valid.images[0].numpy(),
-                          fd.celeba._decode(image_dir / valid.filenames[0], 32, 148) >> 3)
+    assert np.array_equal(
+        valid.images[0].numpy(), fd.celeba._decode(image_dir / valid.filenames[0], 32, 148) >> 3
+    )
 
 
 @pytest.mark.data

@@ -5,6 +5,7 @@ after ActNorm's data-dependent init (``debug/rank<r>_init.pt``, before the model
 wrapped in DDP, whose broadcast would hide differences) and at the end
 (``debug/rank<r>.pt``).
 """
+
 from __future__ import annotations
 
 import csv
@@ -22,11 +23,51 @@ from flowlib import checkpoints as C
 def test_torchrun_two_cpu_processes_stay_identical_and_learn(tmp_path, mnist_root):
     out = tmp_path / "run"
     env = {**os.environ, "FLOWLIB_DEBUG_PARAM_DUMP": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "flowlib", "train", "--device", "cpu", "--out", str(out), "--data-root", str(mnist_root),
-           "--K", "1", "--L", "2", "--hidden", "16", "--preprocess", "center", "--batch-size", "32", "--max-steps", "60",
-           "--lr", "3e-3", "--warmup-steps", "10", "--eval-every", "30", "--eval-images", "300", "--final-eval-images", "300",
-           "--sample-every", "0", "--checkpoint-every", "30", "--log-every", "10", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "flowlib",
+        "train",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--data-root",
+        str(mnist_root),
+        "--K",
+        "1",
+        "--L",
+        "2",
+        "--hidden",
+        "16",
+        "--preprocess",
+        "center",
+        "--batch-size",
+        "32",
+        "--max-steps",
+        "60",
+        "--lr",
+        "3e-3",
+        "--warmup-steps",
+        "10",
+        "--eval-every",
+        "30",
+        "--eval-images",
+        "300",
+        "--final-eval-images",
+        "300",
+        "--sample-every",
+        "0",
+        "--checkpoint-every",
+        "30",
+        "--log-every",
+        "10",
+        "--no-progress",
+    ]
     # centred (not the MNIST default logit): from ~8 bpd, where a drop of 1 bpd is quick
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -36,8 +77,11 @@ def test_torchrun_two_cpu_processes_stay_identical_and_learn(tmp_path, mnist_roo
     debug = out / "debug"
     init = [torch.load(debug / f"rank{r}_init.pt") for r in range(2)]
     final = [torch.load(debug / f"rank{r}.pt") for r in range(2)]
-    actnorm = [k for k in init[0] if k.endswith((".bias", ".log_scale")) and ".net." not in k
-               and "prior" not in k]
+    actnorm = [
+        k
+        for k in init[0]
+        if k.endswith((".bias", ".log_scale")) and ".net." not in k and "prior" not in k
+    ]
     assert actnorm and all(init[0][k.rsplit(".", 1)[0] + ".initialized"] for k in actnorm)
     for k in actnorm:  # ranks saw different batches, yet all-reduced statistics agree
         assert torch.equal(init[0][k], init[1][k]), k

@@ -1,4 +1,5 @@
 """Every flow layer, checked with the shared checks: round trip, Jacobian log-det, consistency."""
+
 import math
 
 import pytest
@@ -52,8 +53,11 @@ def actnorm():
 
 
 LAYERS = {
-    **{f"masked-{m}-{s}": (lambda s=s, m=m: masked(s, m))
-       for s in ("tanh", "sigmoid", "additive") for m in ("checkerboard", "channel")},
+    **{
+        f"masked-{m}-{s}": (lambda s=s, m=m: masked(s, m))
+        for s in ("tanh", "sigmoid", "additive")
+        for m in ("checkerboard", "channel")
+    },
     **{f"channel-{s}": (lambda s=s: channel(s)) for s in ("tanh", "sigmoid", "additive")},
     "actnorm": actnorm,
     "conv1x1": lambda: (InvConv1x1(4), (4, 3, 3)),
@@ -64,7 +68,10 @@ LAYERS = {
     "split": lambda: (Split(4), (4, 3, 3)),
     "learned_prior": lambda: (LearnedPrior(3), (3, 2, 2)),
     "logit": lambda: (LogitTransform(1e-3), (2, 3, 3)),
-    "sequential": lambda: (FlowSequential(actnorm()[0], InvConv1x1(3), ReversePermutation(3)), (3, 4, 4)),
+    "sequential": lambda: (
+        FlowSequential(actnorm()[0], InvConv1x1(3), ReversePermutation(3)),
+        (3, 4, 4),
+    ),
 }
 
 
@@ -112,11 +119,12 @@ def test_logdet_shape_and_dtype(name):
 
 # --- dequantization ---------------------------------------------------------------
 
+
 @pytest.mark.parametrize("n_bits", [1, 5, 8])
 @pytest.mark.parametrize("center", [False, True])
 def test_uniform_dequantization_exact_integer_round_trip(n_bits, center):
     layer = UniformDequantization(n_bits, center=center)
-    x = torch.randint(0, 2 ** n_bits, (16, 3, 8, 8))
+    x = torch.randint(0, 2**n_bits, (16, 3, 8, 8))
     z, logdet = layer(x)
     assert z.min() >= (-0.5 if center else 0) and z.max() < (0.5 if center else 1)
     x_back, ld_inv = layer.inverse(z)
@@ -153,9 +161,15 @@ def test_logit_rejects_values_outside_unit_interval():
 
 def vardeq(dtype=torch.float64):
     c, h, w = 1, 4, 4
-    flows = [MaskedAffineCoupling(GatedConvNet(2 * c, 8, out_channels=2 * c),
-                                  checkerboard_mask(h, w, invert=i % 2 == 1), "tanh", c)
-             for i in range(2)]
+    flows = [
+        MaskedAffineCoupling(
+            GatedConvNet(2 * c, 8, out_channels=2 * c),
+            checkerboard_mask(h, w, invert=i % 2 == 1),
+            "tanh",
+            c,
+        )
+        for i in range(2)
+    ]
     return perturb_(VariationalDequantization(flows, n_bits=8)).to(dtype)
 
 
@@ -188,6 +202,7 @@ def test_variational_dequantization_differs_from_uniform():
 
 
 # --- ActNorm ------------------------------------------------------------------------
+
 
 def test_actnorm_first_batch_has_zero_mean_unit_variance():
     layer = ActNorm(3)
@@ -224,12 +239,15 @@ def test_actnorm_accepts_flat_inputs():
 
 # --- 1x1 convolutions -------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("cls", [InvConv1x1, InvConv1x1LU])
 def test_conv1x1_logdet_is_hw_times_log_abs_det_w(cls):
     layer = perturb_(cls(4)).double()
     _, ld = layer(randn(2, 4, 3, 5))
     w = layer.weight().detach()
-    assert torch.allclose(ld, torch.full((2,), 15 * torch.linalg.slogdet(w)[1].item(), dtype=torch.float64))
+    assert torch.allclose(
+        ld, torch.full((2,), 15 * torch.linalg.slogdet(w)[1].item(), dtype=torch.float64)
+    )
 
 
 def test_lu_logdet_is_sum_of_log_s():
@@ -255,12 +273,15 @@ def test_conv1x1_caches_inverse_in_eval_mode_and_refreshes_on_change(cls):
 
 def test_conv1x1_inverse_is_accurate_in_float32_after_many_layers():
     torch.manual_seed(0)
-    layers = FlowSequential(*[perturb_(InvConv1x1(8), scale=0.05, seed=i) for i in range(32)]).eval()
+    layers = FlowSequential(
+        *[perturb_(InvConv1x1(8), scale=0.05, seed=i) for i in range(32)]
+    ).eval()
     x = randn(4, 8, 4, 4, dtype=torch.float32)
     assert checks.check_invertibility(layers, x) < 1e-5
 
 
 # --- squeeze and split --------------------------------------------------------------------
+
 
 def test_squeeze_4x4_example():
     x = torch.arange(16.0).view(1, 1, 4, 4)
@@ -303,8 +324,19 @@ def test_learned_prior_class_conditional_needs_labels():
 
 # --- wrong channel counts --------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["masked-checkerboard-tanh", "channel-sigmoid", "actnorm",
-                                  "conv1x1", "conv1x1_lu", "reverse", "split"])
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "masked-checkerboard-tanh",
+        "channel-sigmoid",
+        "actnorm",
+        "conv1x1",
+        "conv1x1_lu",
+        "reverse",
+        "split",
+    ],
+)
 def test_wrong_channel_count_is_a_clear_error(name):
     layer, (c, h, w) = make(name, torch.float32)
     with pytest.raises(ValueError, match=f"expected.*{c}"):

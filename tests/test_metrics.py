@@ -1,4 +1,5 @@
 """Bits per dimension and importance sampling against closed forms."""
+
 import math
 
 import pytest

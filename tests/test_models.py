@@ -1,4 +1,5 @@
 """Models: parameter counts, whole-model checks, encode/decode, sampling, bpd."""
+
 import math
 
 import pytest
@@ -25,8 +26,13 @@ CONFIGS = {
     "simple": lambda: SimpleFlow(SHAPE, n_couplings=4, hidden=8),
     "simple-vardeq": lambda: SimpleFlow(SHAPE, n_couplings=2, hidden=8, vardeq=True),
     "multiscale": lambda: MultiscaleFlow(SHAPE, hidden=(8, 8, 8)),
-    **{f"glow-{p}-{c}": (lambda p=p, c=c: Glow(SHAPE, K=2, L=2, hidden=8, permutation=p, coupling=c))
-       for p in PERMUTATIONS for c in COUPLINGS},
+    **{
+        f"glow-{p}-{c}": (
+            lambda p=p, c=c: Glow(SHAPE, K=2, L=2, hidden=8, permutation=p, coupling=c)
+        )
+        for p in PERMUTATIONS
+        for c in COUPLINGS
+    },
     "glow-logit": lambda: Glow(SHAPE, K=2, L=2, hidden=8, logit_alpha=1e-5),
     "glow-fixed-top": lambda: Glow(SHAPE, K=1, L=3, hidden=8, learn_top_prior=False),
     "glow-classes": lambda: Glow((3, 4, 4), K=1, L=2, hidden=8, n_classes=3),
@@ -43,7 +49,7 @@ def build(name, dtype=torch.float64):
 
 def images(model, n, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return torch.randint(0, 2 ** model.n_bits, (n, *model.image_shape), generator=g)
+    return torch.randint(0, 2**model.n_bits, (n, *model.image_shape), generator=g)
 
 
 def labels(model, n):
@@ -87,13 +93,20 @@ def test_temperature_zero_decodes_the_prior_means_in_closed_form(top_mean, class
     is therefore the centred decoding of the prior means: the D/2 pixels that leave at the
     split are (0 + 0.5) * 256 = 128, the D/2 that reach the top are (m + 0.5) * 256 with m
     the top prior's mean (plus the label's shift for a class-conditional prior)."""
-    model = Glow((1, 8, 8), K=1, L=2, hidden=4, permutation="reverse", coupling="additive",
-                 n_classes=3 if class_shift else None).double()
+    model = Glow(
+        (1, 8, 8),
+        K=1,
+        L=2,
+        hidden=4,
+        permutation="reverse",
+        coupling="additive",
+        n_classes=3 if class_shift else None,
+    ).double()
     prior = model.top_prior
     with torch.no_grad():
-        prior.params[:, :prior.channels] = top_mean
+        prior.params[:, : prior.channels] = top_mean
         if class_shift:
-            prior.class_params.weight[:prior.channels, 2] = class_shift
+            prior.class_params.weight[: prior.channels, 2] = class_shift
     y = torch.tensor([2, 2]) if class_shift else None
     images = model.sample(2, temperature=0.0, y=y)
     top = math.floor((top_mean + class_shift + 0.5) * 256)
@@ -158,7 +171,9 @@ def test_bpd_of_a_known_case_equals_its_closed_form():
     torch.manual_seed(0)
     v = (x.double() + torch.rand(x.shape, dtype=torch.float64)) / 32
     d = 6
-    log_p = sum(-0.5 * vi ** 2 - 0.5 * math.log(2 * math.pi) for vi in v.flatten().tolist()) - d * math.log(32)
+    log_p = sum(
+        -0.5 * vi**2 - 0.5 * math.log(2 * math.pi) for vi in v.flatten().tolist()
+    ) - d * math.log(32)
     assert bpd == pytest.approx(-log_p / (d * math.log(2)), abs=1e-12)
 
 
@@ -180,13 +195,16 @@ def test_glow_rejects_sizes_the_levels_cannot_squeeze():
         MultiscaleFlow((1, 6, 6))
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(permutation="random"), "permutation must be one of"),
-    (dict(coupling="spline"), "coupling must be one of"),
-    (dict(K=0), "K and L must be at least 1"),
-    (dict(n_bits=9), "n_bits must be an integer from 1 to 8"),
-    (dict(logit_alpha=1.0), r"alpha must be in \[0, 1\)"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(permutation="random"), "permutation must be one of"),
+        (dict(coupling="spline"), "coupling must be one of"),
+        (dict(K=0), "K and L must be at least 1"),
+        (dict(n_bits=9), "n_bits must be an integer from 1 to 8"),
+        (dict(logit_alpha=1.0), r"alpha must be in \[0, 1\)"),
+    ],
+)
 def test_glow_rejects_bad_settings(kwargs, match):
     with pytest.raises(ValueError, match=match):
         Glow(SHAPE, **{"L": 1, "hidden": 4, **kwargs})

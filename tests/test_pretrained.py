@@ -1,4 +1,5 @@
 """flowlib.pretrained: export, one-call loading, and the regression check of shipped checkpoints."""
+
 from __future__ import annotations
 
 import pytest
@@ -18,8 +19,15 @@ def exported(tmp_path, mnist_root, monkeypatch):
     monkeypatch.setattr(P, "pretrained_dir", lambda: tmp_path / "pretrained")
     monkeypatch.setattr(P, "SUBSET_IMAGES", 64)
     T.train(tiny(tmp_path / "run", mnist_root, max_steps=5))
-    path = P.export(tmp_path / "run", "mnist_glow", command="flowlib train --max-steps 5", data="MNIST train",
-                    importance_samples=2, data_root=mnist_root, log=lambda *a: None)
+    path = P.export(
+        tmp_path / "run",
+        "mnist_glow",
+        command="flowlib train --max-steps 5",
+        data="MNIST train",
+        importance_samples=2,
+        data_root=mnist_root,
+        log=lambda *a: None,
+    )
     return path
 
 
@@ -28,12 +36,25 @@ def test_export_records_how_it_was_made_and_loads_in_one_call(exported, tmp_path
     assert exported == tmp_path / "pretrained" / "mnist_glow.pt" and P.available() == ["mnist_glow"]
     model, record = P.load_pretrained("mnist_glow")
     assert not model.training and isinstance(model, models.Glow)
-    for key in ("command", "commit", "data", "steps", "wall_time_s", "hardware", "test_bpd", "subset_bpd"):
+    for key in (
+        "command",
+        "commit",
+        "data",
+        "steps",
+        "wall_time_s",
+        "hardware",
+        "test_bpd",
+        "subset_bpd",
+    ):
         assert record[key] not in (None, ""), key
     assert len(record["commit"]) == 40 or record["commit"] == "unknown"
-    assert record["steps"] == 5 and record["test_images"] == 10_000 and record["subset_images"] == 64
+    assert (
+        record["steps"] == 5 and record["test_images"] == 10_000 and record["subset_images"] == 64
+    )
     ckpt = C.read_checkpoint(exported)
-    assert ckpt["optimizer"] is None and ckpt["train_config"]["data_root"] is None  # slim, no local paths
+    assert (
+        ckpt["optimizer"] is None and ckpt["train_config"]["data_root"] is None
+    )  # slim, no local paths
     trained, _ = C.load_checkpoint(tmp_path / "run")
     for (k, a), b in zip(model.state_dict().items(), trained.state_dict().values()):
         assert torch.equal(a, b), k
@@ -42,8 +63,16 @@ def test_export_records_how_it_was_made_and_loads_in_one_call(exported, tmp_path
 @pytest.mark.data
 def test_export_takes_the_commit_where_there_is_no_git(exported, tmp_path, mnist_root):
     # e.g. on a lent GPU machine that receives the work tree without .git
-    P.export(tmp_path / "run", "mnist_glow", command="c", data="d", commit="f" * 40, importance_samples=1,
-             data_root=mnist_root, log=lambda *a: None)
+    P.export(
+        tmp_path / "run",
+        "mnist_glow",
+        command="c",
+        data="d",
+        commit="f" * 40,
+        importance_samples=1,
+        data_root=mnist_root,
+        log=lambda *a: None,
+    )
     assert P.load_pretrained("mnist_glow")[1]["commit"] == "f" * 40
 
 
@@ -52,8 +81,15 @@ def test_export_of_an_averaged_run_ships_the_average(tmp_path, mnist_root, monke
     monkeypatch.setattr(P, "pretrained_dir", lambda: tmp_path / "pretrained")
     monkeypatch.setattr(P, "SUBSET_IMAGES", 16)
     T.train(tiny(tmp_path / "run", mnist_root, max_steps=6, ema=0.9))
-    path = P.export(tmp_path / "run", "mnist_glow", command="c", data="d", importance_samples=1,
-                    data_root=mnist_root, log=lambda *a: None)
+    path = P.export(
+        tmp_path / "run",
+        "mnist_glow",
+        command="c",
+        data="d",
+        importance_samples=1,
+        data_root=mnist_root,
+        log=lambda *a: None,
+    )
     shipped, run = C.read_checkpoint(path), C.read_checkpoint(tmp_path / "run")
     assert shipped.get("ema_model") is None and shipped["train_config"]["ema"] == 0.9
     for k, v in shipped["model"].items():
@@ -78,7 +114,9 @@ def test_unknown_or_missing_pretrained_models_say_what_there_is(tmp_path, monkey
     monkeypatch.setattr(P, "pretrained_dir", lambda: tmp_path)
     with pytest.raises(ValueError, match="the course's are: mnist_simple"):
         P.load_pretrained("cifar_glow")
-    with pytest.raises(FileNotFoundError, match=r"No pretrained checkpoint .*mnist_glow.pt \(present: none\)"):
+    with pytest.raises(
+        FileNotFoundError, match=r"No pretrained checkpoint .*mnist_glow.pt \(present: none\)"
+    ):
         P.load_pretrained("mnist_glow")
     assert main(["pretrained"]) == 0
 

@@ -1,4 +1,5 @@
 """flowlib.train: learning, exact resume, checkpoints, non-finite losses (tiny models, CPU)."""
+
 from __future__ import annotations
 
 import csv
@@ -19,10 +20,27 @@ from flowlib.viz import make_grid, save_grid
 
 def tiny(out, data_root, **kw) -> TC.TrainConfig:
     """A Glow of ~1k parameters on real MNIST that trains at hundreds of steps per second."""
-    base = dict(model="glow", dataset="mnist", K=1, L=1, hidden=8, batch_size=16, max_steps=10,
-                lr=1e-3, warmup_steps=5, eval_every=0, eval_images=64, final_eval_images=64,
-                sample_every=0, checkpoint_every=0, log_every=5, init_batch_size=32, progress=False,
-                out=str(out), data_root=str(data_root))
+    base = dict(
+        model="glow",
+        dataset="mnist",
+        K=1,
+        L=1,
+        hidden=8,
+        batch_size=16,
+        max_steps=10,
+        lr=1e-3,
+        warmup_steps=5,
+        eval_every=0,
+        eval_images=64,
+        final_eval_images=64,
+        sample_every=0,
+        checkpoint_every=0,
+        log_every=5,
+        init_batch_size=32,
+        progress=False,
+        out=str(out),
+        data_root=str(data_root),
+    )
     return TC.TrainConfig(**{**base, **kw})
 
 
@@ -46,10 +64,27 @@ def test_short_training_of_the_default_glow_gets_below_2_bpd(tmp_path, mnist_roo
     # logit preprocessing) takes MNIST test bpd below 2.0. Measured here (1 thread): 2.87
     # after ActNorm's init (the logit alone already expands the dark bins; centred: 7.98),
     # 1.92 after 150 steps of 64, 1.75 after 300 (1,000 test images), in 57 s.
-    cfg = tiny(tmp_path / "run", mnist_root, K=None, L=None, hidden=None, batch_size=64, max_steps=300,
-               warmup_steps=200, eval_every=150, eval_images=256, final_eval_images=1000,
-               sample_every=300, checkpoint_every=150)
-    assert (cfg.resolved().K, cfg.resolved().L, cfg.resolved().hidden, cfg.resolved().preprocess) == (4, 2, 64, "logit")
+    cfg = tiny(
+        tmp_path / "run",
+        mnist_root,
+        K=None,
+        L=None,
+        hidden=None,
+        batch_size=64,
+        max_steps=300,
+        warmup_steps=200,
+        eval_every=150,
+        eval_images=256,
+        final_eval_images=1000,
+        sample_every=300,
+        checkpoint_every=150,
+    )
+    assert (
+        cfg.resolved().K,
+        cfg.resolved().L,
+        cfg.resolved().hidden,
+        cfg.resolved().preprocess,
+    ) == (4, 2, 64, "logit")
     result = T.train(cfg)
     rows = read_metrics(tmp_path / "run")
     first = float(rows[0]["test_bpd"])
@@ -59,7 +94,11 @@ def test_short_training_of_the_default_glow_gets_below_2_bpd(tmp_path, mnist_roo
     assert (tmp_path / "run" / "samples" / "step_000300.png").is_file()
     assert (tmp_path / "run" / "config.json").is_file()
     model, ckpt = C.load_checkpoint(tmp_path / "run")
-    assert ckpt["step"] == 300 and isinstance(model, models.Glow) and model.config["logit_alpha"] == 1e-5
+    assert (
+        ckpt["step"] == 300
+        and isinstance(model, models.Glow)
+        and model.config["logit_alpha"] == 1e-5
+    )
 
 
 def test_centred_glow_is_an_option(tmp_path, mnist_root):
@@ -78,7 +117,9 @@ def test_centred_glow_is_an_option(tmp_path, mnist_root):
 @pytest.mark.parametrize("hflip", [False, True])
 def test_resume_is_exact(tmp_path, mnist_root, hflip):
     # One go, evaluating and sampling often ...
-    straight = T.train(tiny(tmp_path / "a", mnist_root, max_steps=12, eval_every=4, sample_every=5, hflip=hflip))
+    straight = T.train(
+        tiny(tmp_path / "a", mnist_root, max_steps=12, eval_every=4, sample_every=5, hflip=hflip)
+    )
     # ... versus 7 steps, then a resume to 12 with other intervals: identical parameters.
     T.train(tiny(tmp_path / "b", mnist_root, max_steps=7, checkpoint_every=3, hflip=hflip))
     resumed = T.train(tiny(tmp_path / "b", mnist_root, max_steps=12, hflip=hflip), resume=True)
@@ -98,8 +139,18 @@ def test_resume_is_exact(tmp_path, mnist_root, hflip):
 def test_checkpoint_rebuilds_the_model_without_other_information(tmp_path, mnist_root):
     T.train(tiny(tmp_path / "run", mnist_root, max_steps=6))
     model, ckpt = C.load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
-    for key in ("model", "model_class", "model_config", "optimizer", "warmup_from", "step", "epoch",
-                "batch_in_epoch", "rng", "train_config"):
+    for key in (
+        "model",
+        "model_class",
+        "model_config",
+        "optimizer",
+        "warmup_from",
+        "step",
+        "epoch",
+        "batch_in_epoch",
+        "rng",
+        "train_config",
+    ):
         assert key in ckpt, key
     assert ckpt["model_class"] == "Glow" and ckpt["model_config"]["K"] == 1
     assert set(ckpt["rng"][0]) == {"torch", "cuda", "numpy", "python"}
@@ -119,7 +170,9 @@ def test_resume_refuses_another_architecture(tmp_path, mnist_root):
         T.train(tiny(tmp_path / "empty", mnist_root), resume=True)
     # other settings may change on resume, the learning rate included
     T.train(tiny(tmp_path / "run", mnist_root, max_steps=6, lr=5e-4), resume=True)
-    assert C.read_checkpoint(tmp_path / "run")["optimizer"]["param_groups"][0]["lr"] == pytest.approx(5e-4)
+    assert C.read_checkpoint(tmp_path / "run")["optimizer"]["param_groups"][0][
+        "lr"
+    ] == pytest.approx(5e-4)
 
 
 # --------------------------------------------------------------------------- weight averaging
@@ -185,27 +238,44 @@ def test_ema_run_evaluates_stores_and_resumes_its_average(tmp_path, mnist_root):
     assert C.read_checkpoint(tmp_path / "c")["ema_updates"] == 2
 
 
-# --------------------------------------------------------------------------- starting from a checkpoint
+# ------------------------------------------------------------------- starting from a checkpoint
 
 
 def test_a_new_run_starts_from_a_checkpoints_weights_step_and_average(tmp_path, mnist_root):
     first = T.train(tiny(tmp_path / "a", mnist_root, max_steps=6, ema=0.9))
     # A run folder: its raw weights and its average; a fresh optimizer; steps continue.
-    more = T.train(tiny(tmp_path / "b", mnist_root, max_steps=9, ema=0.9, eval_every=100,
-                        init_from=str(tmp_path / "a")))
+    more = T.train(
+        tiny(
+            tmp_path / "b",
+            mnist_root,
+            max_steps=9,
+            ema=0.9,
+            eval_every=100,
+            init_from=str(tmp_path / "a"),
+        )
+    )
     start = read_metrics(tmp_path / "b")[0]
     assert int(start["step"]) == 6
-    assert float(start["test_bpd"]) == pytest.approx(first.test_bpd, abs=1e-5)  # same weights, same images (csv rounds)
+    assert float(start["test_bpd"]) == pytest.approx(
+        first.test_bpd, abs=1e-5
+    )  # same weights, same images (csv rounds)
     ckpt = C.read_checkpoint(tmp_path / "b")
     assert more.step == ckpt["step"] == 9 and ckpt["ema_updates"] == 9
     assert {int(s["step"]) for s in ckpt["optimizer"]["state"].values()} == {3}
     assert ckpt["wall_time"] > C.read_checkpoint(tmp_path / "a")["wall_time"]
-    # A shipped checkpoint: the averaged weights only, no optimizer (as flowlib.pretrained.export writes).
+    # A shipped checkpoint: the averaged weights only, no optimizer (as pretrained.export writes).
     model, a = C.load_checkpoint(tmp_path / "a")
-    shipped = C.save_checkpoint(tmp_path / "shipped.pt", model, train_config=TC.TrainConfig(**a["train_config"]),
-                                step=a["step"], wall_time=a["wall_time"])
+    shipped = C.save_checkpoint(
+        tmp_path / "shipped.pt",
+        model,
+        train_config=TC.TrainConfig(**a["train_config"]),
+        step=a["step"],
+        wall_time=a["wall_time"],
+    )
     T.train(tiny(tmp_path / "c", mnist_root, max_steps=8, eval_every=100, init_from=str(shipped)))
-    assert float(read_metrics(tmp_path / "c")[0]["test_bpd"]) == pytest.approx(first.test_bpd, abs=1e-5)
+    assert float(read_metrics(tmp_path / "c")[0]["test_bpd"]) == pytest.approx(
+        first.test_bpd, abs=1e-5
+    )
     assert C.read_checkpoint(tmp_path / "c")["step"] == 8
 
 
@@ -221,8 +291,12 @@ def test_starting_from_a_checkpoint_errors(tmp_path, mnist_root):
     T.train(tiny(tmp_path / "b", mnist_root, batch_size=8, seed=1, init_from=str(tmp_path / "a")))
     # a checkpoint without optimizer state cannot be resumed exactly, and the error says what to do
     model, a = C.load_checkpoint(tmp_path / "a")
-    C.save_checkpoint(tmp_path / "c" / "checkpoints" / "last.pt", model,
-                      train_config=TC.TrainConfig(**a["train_config"]), step=4)
+    C.save_checkpoint(
+        tmp_path / "c" / "checkpoints" / "last.pt",
+        model,
+        train_config=TC.TrainConfig(**a["train_config"]),
+        step=4,
+    )
     with pytest.raises(C.CheckpointError, match="no optimizer state .* --init-from"):
         T.train(tiny(tmp_path / "c", mnist_root, max_steps=6), resume=True)
 
@@ -282,7 +356,10 @@ def test_build_model_errors():
         models.build_model("simple", (1, 28, 28), K=2)
     with pytest.raises(ValueError, match="divisible by 2\\*\\*L"):
         models.build_model("glow", (1, 28, 28), L=3)
-    assert models.model_name(models.build_model("vardeq", (1, 8, 8), n_couplings=1, hidden=4)) == "vardeq"
+    assert (
+        models.model_name(models.build_model("vardeq", (1, 8, 8), n_couplings=1, hidden=4))
+        == "vardeq"
+    )
     assert models.build_model("multiscale", (1, 8, 8), hidden=4).config["hidden"] == (4, 6, 8)
 
 
@@ -298,6 +375,7 @@ def _nan_loss_at(calls):
         count["n"] += 1
         loss = real(objective, x)
         return loss * float("nan") if calls(count["n"]) else loss
+
     return fake
 
 
@@ -312,15 +390,21 @@ def test_nan_loss_is_skipped_and_counted(tmp_path, mnist_root, monkeypatch, caps
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
-def test_repeated_nan_losses_stop_and_keep_the_last_good_checkpoint(tmp_path, mnist_root, monkeypatch):
+def test_repeated_nan_losses_stop_and_keep_the_last_good_checkpoint(
+    tmp_path, mnist_root, monkeypatch
+):
     monkeypatch.setattr(training_run, "compute_loss", _nan_loss_at(lambda n: n > 6))
     cfg = tiny(tmp_path / "run", mnist_root, max_steps=50, checkpoint_every=3, max_bad_steps=4)
     ckpt_file = tmp_path / "run" / "checkpoints" / "last.pt"
-    with pytest.raises(T.TrainingDiverged, match=rf"5 non-finite losses in a row.*{ckpt_file} \(step 6\)"):
+    with pytest.raises(
+        T.TrainingDiverged, match=rf"5 non-finite losses in a row.*{ckpt_file} \(step 6\)"
+    ):
         T.train(cfg)
     model, ckpt = C.load_checkpoint(ckpt_file)
     assert ckpt["step"] == 6
-    assert all(torch.isfinite(v).all() for v in model.state_dict().values() if v.is_floating_point())
+    assert all(
+        torch.isfinite(v).all() for v in model.state_dict().values() if v.is_floating_point()
+    )
 
 
 # --------------------------------------------------------------------------- pieces
@@ -349,11 +433,26 @@ def test_random_hflip_mirrors_about_half_the_images():
 
 def test_config_defaults_and_errors():
     cfg = TC.TrainConfig().resolved()
-    assert (cfg.n_bits, cfg.size, cfg.K, cfg.L, cfg.hidden, cfg.lr, cfg.epochs) == (8, 28, 4, 2, 64, 1e-3, 2)
+    assert (cfg.n_bits, cfg.size, cfg.K, cfg.L, cfg.hidden, cfg.lr, cfg.epochs) == (
+        8,
+        28,
+        4,
+        2,
+        64,
+        1e-3,
+        2,
+    )
     assert cfg.preprocess == "logit"
     assert cfg.out == "runs/mnist-glow"
     cel = TC.TrainConfig(dataset="celeba").resolved()
-    assert (cel.n_bits, cel.size, cel.K, cel.L, cel.hidden, cel.preprocess) == (5, 32, 8, 3, 128, "center")
+    assert (cel.n_bits, cel.size, cel.K, cel.L, cel.hidden, cel.preprocess) == (
+        5,
+        32,
+        8,
+        3,
+        128,
+        "center",
+    )
     assert cel.hflip and not cfg.hflip  # faces are mirror-symmetric, digits are not
     assert TC.TrainConfig(model="simple").resolved().K is None
     with pytest.raises(ValueError, match="Unknown dataset 'cifar'"):
@@ -371,12 +470,14 @@ def test_make_grid_and_save_grid(tmp_path):
     images = torch.randint(0, 32, (10, 3, 5, 5))
     grid = make_grid(images, n_bits=5, nrow=4)
     assert grid.shape == (2 + 3 * 7, 2 + 4 * 7, 3) and grid.dtype.name == "uint8"
-    assert grid[2:7, 2:7].max() <= 255 and math.isclose(grid[2, 2, 0], round(images[0, 0, 0, 0].item() * 255 / 31))
+    assert grid[2:7, 2:7].max() <= 255 and math.isclose(
+        grid[2, 2, 0], round(images[0, 0, 0, 0].item() * 255 / 31)
+    )
     path = save_grid(torch.zeros(4, 1, 6, 6), tmp_path / "g" / "x.png", n_bits=8)
     assert path.is_file()
 
 
-# --------------------------------------------------------------------------- settings of a resumed run
+# -------------------------------------------------------------------- settings of a resumed run
 
 
 def test_resuming_through_the_api_keeps_a_non_default_architecture(tmp_path, mnist_root):
@@ -385,8 +486,9 @@ def test_resuming_through_the_api_keeps_a_non_default_architecture(tmp_path, mni
     # only the folder and the new length: K=1, L=1, hidden=8, batch 16 ... come from the run
     result = T.train(T.TrainConfig(out=str(tmp_path / "b"), max_steps=8), resume=True)
     assert result.step == 8
-    assert_same_state(C.read_checkpoint(tmp_path / "a")["model"],
-                      C.read_checkpoint(tmp_path / "b")["model"])
+    assert_same_state(
+        C.read_checkpoint(tmp_path / "a")["model"], C.read_checkpoint(tmp_path / "b")["model"]
+    )
     assert straight.test_bpd == pytest.approx(result.test_bpd, abs=1e-9)
 
 
@@ -418,5 +520,6 @@ def test_a_checkpoint_from_before_lr_at_resumes_its_warm_up(tmp_path, mnist_root
     ckpt["scheduler"] = {"last_epoch": 4, "base_lrs": [1e-3]}
     torch.save(ckpt, path)
     T.train(tiny(tmp_path / "b", mnist_root, max_steps=8, warmup_steps=10), resume=True)
-    assert_same_state(C.read_checkpoint(tmp_path / "a")["model"],
-                      C.read_checkpoint(tmp_path / "b")["model"])
+    assert_same_state(
+        C.read_checkpoint(tmp_path / "a")["model"], C.read_checkpoint(tmp_path / "b")["model"]
+    )

@@ -14,6 +14,7 @@ A source is a Python file in "percent" format. Each cell starts with a marker li
 ``notebook_src/NN_name.py`` becomes ``solutions/NN_name/NN_name.ipynb`` (one nbgrader
 assignment per notebook). ``--check`` fails when a built notebook is out of date.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,14 @@ KERNEL = {"display_name": "Python 3", "language": "python", "name": "python3"}
 
 
 def nbgrader_meta(kind: str, grade_id: str, points: int | None) -> dict:
-    meta = {"grade": kind == "tests", "grade_id": grade_id, "locked": kind in ("tests", "readonly"),
-            "schema_version": 3, "solution": kind == "solution", "task": False}
+    meta = {
+        "grade": kind == "tests",
+        "grade_id": grade_id,
+        "locked": kind in ("tests", "readonly"),
+        "schema_version": 3,
+        "solution": kind == "solution",
+        "task": False,
+    }
     if kind == "tests":
         meta["points"] = points
     return meta
@@ -81,8 +88,12 @@ def _cell(cell_type: str, lines: list[str], cell_id: str, nbgrader: dict | None)
     source = [ln + "\n" for ln in lines]
     if source:
         source[-1] = source[-1].rstrip("\n")
-    cell = {"cell_type": cell_type, "id": re.sub(r"[^A-Za-z0-9_-]", "-", cell_id)[:64],
-            "metadata": {"nbgrader": nbgrader} if nbgrader else {}, "source": source}
+    cell = {
+        "cell_type": cell_type,
+        "id": re.sub(r"[^A-Za-z0-9_-]", "-", cell_id)[:64],
+        "metadata": {"nbgrader": nbgrader} if nbgrader else {},
+        "source": source,
+    }
     if cell_type == "code":
         cell.update(execution_count=None, outputs=[])
     return cell
@@ -90,9 +101,12 @@ def _cell(cell_type: str, lines: list[str], cell_id: str, nbgrader: dict | None)
 
 def build(src: Path) -> tuple[Path, str]:
     name = src.stem
-    notebook = {"cells": parse(src.read_text(), name),
-                "metadata": {"kernelspec": KERNEL, "language_info": {"name": "python"}},
-                "nbformat": 4, "nbformat_minor": 5}
+    notebook = {
+        "cells": parse(src.read_text(), name),
+        "metadata": {"kernelspec": KERNEL, "language_info": {"name": "python"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
     out = ROOT / "solutions" / name / f"{name}.ipynb"
     return out, json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"
 

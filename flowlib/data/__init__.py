@@ -25,6 +25,7 @@ Example::
     faces = CelebA(split="valid", size=32, n_bits=5)
     img, attrs = faces[0]                    # (3, 32, 32) uint8, (40,) long of 0/1
 """
+
 from __future__ import annotations
 
 from .bits import quantize

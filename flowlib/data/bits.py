@@ -1,4 +1,5 @@
 """Quantisation of integer images to fewer bits per pixel."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,8 +15,11 @@ def quantize(x, n_bits: int):
     and numpy arrays of an integer dtype and returns the same type and dtype.
     """
     check_n_bits(n_bits)
-    is_float = x.is_floating_point() if isinstance(x, torch.Tensor) else (
-        np.issubdtype(np.asarray(x).dtype, np.floating))
+    is_float = (
+        x.is_floating_point()
+        if isinstance(x, torch.Tensor)
+        else (np.issubdtype(np.asarray(x).dtype, np.floating))
+    )
     if is_float:
         raise ValueError(
             "quantize expects integer images with values 0..255 (for example uint8), got "

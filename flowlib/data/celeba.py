@@ -1,4 +1,5 @@
 """Aligned CelebA faces (torchvision or Kaggle layout), decoded once and cached."""
+
 from __future__ import annotations
 
 import hashlib
@@ -41,8 +42,10 @@ def _read_attributes(path: Path) -> tuple[list[str], dict[str, str]]:
     202,599 rows)."""
     lines = _read_text(path)
     if len(lines) < (1 if path.suffix == ".csv" else 2):
-        raise ValueError(f"{path}: too short to hold the header of attribute names; the file "
-                         "is empty or truncated. Download it again.")
+        raise ValueError(
+            f"{path}: too short to hold the header of attribute names; the file "
+            "is empty or truncated. Download it again."
+        )
     if path.suffix == ".csv":
         names = [h.strip() for h in lines[0].split(",")[1:]]
         rows = [line.split(",", 1) for line in lines[1:]]
@@ -50,20 +53,25 @@ def _read_attributes(path: Path) -> tuple[list[str], dict[str, str]]:
         names, rows = lines[1].split(), [line.split(None, 1) for line in lines[2:]]
         count = lines[0].strip()
         if count.isdigit() and int(count) != len(rows):
-            warnings.warn(f"{path}: first line says {count} rows, found {len(rows)}; the file "
-                          "may be truncated.", DataWarning, stacklevel=4)
+            warnings.warn(
+                f"{path}: first line says {count} rows, found {len(rows)}; the file "
+                "may be truncated.",
+                DataWarning,
+                stacklevel=4,
+            )
     return names, {row[0].strip(): row[1] if len(row) > 1 else "" for row in rows}
 
 
-def _parse_attributes(table: dict[str, str], files: list[str], n: int,
-                      path: Path) -> torch.Tensor:
+def _parse_attributes(table: dict[str, str], files: list[str], n: int, path: Path) -> torch.Tensor:
     """(len(files), n) long tensor of 0/1 from the rows of ``files`` (-1 becomes 0)."""
     rows = []
     for name in files:
         values = table[name].replace(",", " ").split()
         if len(values) != n:
-            raise ValueError(f"{path}: row for {name!r} has {len(values)} values, expected "
-                             f"{n} (one per attribute in the header).")
+            raise ValueError(
+                f"{path}: row for {name!r} has {len(values)} values, expected "
+                f"{n} (one per attribute in the header)."
+            )
         rows.append([int(v) > 0 for v in values])
     return torch.tensor(rows, dtype=torch.long).reshape(len(files), n)
 
@@ -71,13 +79,18 @@ def _parse_attributes(table: dict[str, str], files: list[str], n: int,
 def _read_partition(path: Path) -> dict[str, int]:
     """{filename: 0 (train) | 1 (valid) | 2 (test)} from the .txt or .csv file."""
     lines = _read_text(path)
-    rows = [line.split(",") for line in lines[1:]] if path.suffix == ".csv" else (
-        line.split() for line in lines)
+    rows = (
+        [line.split(",") for line in lines[1:]]
+        if path.suffix == ".csv"
+        else (line.split() for line in lines)
+    )
     try:
         return {row[0].strip(): int(row[1]) for row in rows}
     except (IndexError, ValueError) as err:
-        raise ValueError(f"{path}: expected rows 'filename partition' with partition 0, 1 or "
-                         f"2 ({err}). Is this the right file? Download it again.") from err
+        raise ValueError(
+            f"{path}: expected rows 'filename partition' with partition 0, 1 or "
+            f"2 ({err}). Is this the right file? Download it again."
+        ) from err
 
 
 def _first_existing(folder: Path, names: list[str]) -> Path | None:
@@ -136,7 +149,9 @@ def _load_images(image_dir: Path, files: list[str], size: int, crop: int, cache,
     if cache is False or cache is None:
         return _decode_all(image_dir, files, size, crop)
     cache_dir = default_cache_dir() if cache is True else _absolute(cache)
-    stem = cache_dir / f"celeba-{tag}-{size}px-crop{crop}-{_cache_key(image_dir, files, size, crop)}"
+    stem = (
+        cache_dir / f"celeba-{tag}-{size}px-crop{crop}-{_cache_key(image_dir, files, size, crop)}"
+    )
     npy, meta = stem.with_suffix(".npy"), stem.with_suffix(".json")
     if npy.is_file() and meta.is_file():
         try:
@@ -148,8 +163,12 @@ def _load_images(image_dir: Path, files: list[str], size: int, crop: int, cache,
         except (OSError, ValueError, KeyError):
             pass
         logger.warning("CelebA: cache %s is unreadable; decoding again", npy)
-    logger.info("CelebA: decoding %d images from %s (cached afterwards in %s)",
-                len(files), image_dir, cache_dir)
+    logger.info(
+        "CelebA: decoding %d images from %s (cached afterwards in %s)",
+        len(files),
+        image_dir,
+        cache_dir,
+    )
     images, skipped = _decode_all(image_dir, files, size, crop)
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
@@ -158,9 +177,13 @@ def _load_images(image_dir: Path, files: list[str], size: int, crop: int, cache,
         np.save(tmp, images)
         os.replace(tmp, npy)  # atomic: a half-written cache is never read
     except OSError as err:
-        warnings.warn(f"Could not write the CelebA cache in {cache_dir} ({err}); the images "
-                      "will be decoded again next time. Set FLOWLIB_CACHE to a writable "
-                      "folder or pass cache=False.", DataWarning, stacklevel=3)
+        warnings.warn(
+            f"Could not write the CelebA cache in {cache_dir} ({err}); the images "
+            "will be decoded again next time. Set FLOWLIB_CACHE to a writable "
+            "folder or pass cache=False.",
+            DataWarning,
+            stacklevel=3,
+        )
     return images, skipped
 
 
@@ -197,8 +220,15 @@ class CelebA(Dataset):
         images, attributes, filenames, attr_names, split, size, n_bits, root.
     """
 
-    def __init__(self, root=None, split: str = "train", size: int = 32, n_bits: int = 5,
-                 crop: int = 148, cache=True):
+    def __init__(
+        self,
+        root=None,
+        split: str = "train",
+        size: int = 32,
+        n_bits: int = 5,
+        crop: int = 148,
+        cache=True,
+    ):
         if split not in _CELEBA_SPLITS:
             raise ValueError(f"CelebA split must be one of {list(_CELEBA_SPLITS)}, got {split!r}.")
         for name, value in (("size", size), ("crop", crop)):
@@ -212,16 +242,24 @@ class CelebA(Dataset):
             raise DataNotFoundError(
                 f"No images found in {folder}/img_align_celeba/ (nor in "
                 f"img_align_celeba/img_align_celeba/, the Kaggle layout). Unpack "
-                f"img_align_celeba.zip there. " + _how_to_get("CelebA"))
+                f"img_align_celeba.zip there. " + _how_to_get("CelebA")
+            )
         on_disk = {p.name for p in image_dir.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES}
 
         attr_path = _first_existing(folder, ["list_attr_celeba.txt", "list_attr_celeba.csv"])
         part_path = _first_existing(folder, ["list_eval_partition.txt", "list_eval_partition.csv"])
         if attr_path is None or (part_path is None and split != "all"):
-            missing = [n for n, p in (("list_attr_celeba.txt (or .csv)", attr_path),
-                                      ("list_eval_partition.txt (or .csv)", part_path)) if p is None]
-            raise DataNotFoundError(f"{folder}: missing {' and '.join(missing)}. "
-                                    + _how_to_get("CelebA"))
+            missing = [
+                n
+                for n, p in (
+                    ("list_attr_celeba.txt (or .csv)", attr_path),
+                    ("list_eval_partition.txt (or .csv)", part_path),
+                )
+                if p is None
+            ]
+            raise DataNotFoundError(
+                f"{folder}: missing {' and '.join(missing)}. " + _how_to_get("CelebA")
+            )
         self.attr_names, attr_table = _read_attributes(attr_path)
         partition = _read_partition(part_path) if part_path is not None else None
 
@@ -231,18 +269,23 @@ class CelebA(Dataset):
             warnings.warn(
                 f"CelebA: skipped {len(skipped)} unreadable or corrupt image(s) of "
                 f"{len(files)} in {image_dir}: {_few(skipped)}. Re-extract or re-download "
-                f"them to use them.", DataWarning, stacklevel=2)
+                f"them to use them.",
+                DataWarning,
+                stacklevel=2,
+            )
             bad = set(skipped)
             files = [f for f in files if f not in bad]
         if not files:
-            raise DataNotFoundError(f"CelebA: no readable images in {image_dir}. "
-                                    + _how_to_get("CelebA"))
+            raise DataNotFoundError(
+                f"CelebA: no readable images in {image_dir}. " + _how_to_get("CelebA")
+            )
 
         self.split, self.size, self.n_bits, self.crop = split, size, n_bits, crop
         self.filenames: list[str] = files
         self.images: torch.Tensor = torch.from_numpy(quantize(images, n_bits))
-        self.attributes: torch.Tensor = _parse_attributes(attr_table, files,
-                                                          len(self.attr_names), attr_path)
+        self.attributes: torch.Tensor = _parse_attributes(
+            attr_table, files, len(self.attr_names), attr_path
+        )
 
     @staticmethod
     def _select(on_disk, attr_table, partition, attr_path, part_path, split) -> list[str]:
@@ -255,11 +298,17 @@ class CelebA(Dataset):
                 warnings.warn(
                     f"CelebA: {len(no_row)} of {len(on_disk)} images on disk have no row in "
                     f"{part_path.name}, so they belong to no split and are left out: "
-                    f"{_few(no_row)}.", DataWarning, stacklevel=3)
+                    f"{_few(no_row)}.",
+                    DataWarning,
+                    stacklevel=3,
+                )
             absent = partition.keys() - on_disk
             if absent:  # the usual case with a subset of images and the full annotations
-                logger.info("CelebA: %d rows of %s have no image on disk (ignored).",
-                            len(absent), part_path.name)
+                logger.info(
+                    "CelebA: %d rows of %s have no image on disk (ignored).",
+                    len(absent),
+                    part_path.name,
+                )
             files &= partition.keys()
             if split != "all":
                 files = {f for f in files if partition[f] == _CELEBA_SPLITS[split]}
@@ -268,13 +317,15 @@ class CelebA(Dataset):
             warnings.warn(
                 f"CelebA: {len(no_attr)} of {len(files)} images of split {split!r} have no "
                 f"row in {attr_path.name} and are left out: {_few(no_attr)}.",
-                DataWarning, stacklevel=3)
+                DataWarning,
+                stacklevel=3,
+            )
             files -= no_attr
         if not files:
             raise DataNotFoundError(
                 f"CelebA: no annotated images of split {split!r} on disk ({len(on_disk)} "
-                f"images on disk in all; partition file: {part_path}). "
-                + _how_to_get("CelebA"))
+                f"images on disk in all; partition file: {part_path}). " + _how_to_get("CelebA")
+            )
         return sorted(files)
 
     def __len__(self) -> int:
@@ -284,5 +335,7 @@ class CelebA(Dataset):
         return self.images[i], self.attributes[i]
 
     def __repr__(self) -> str:
-        return (f"CelebA(split={self.split!r}, n={len(self)}, size={self.size}, "
-                f"n_bits={self.n_bits}, crop={self.crop}, root={str(self.root)!r})")
+        return (
+            f"CelebA(split={self.split!r}, n={len(self)}, size={self.size}, "
+            f"n_bits={self.n_bits}, crop={self.crop}, root={str(self.root)!r})"
+        )

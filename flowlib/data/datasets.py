@@ -3,6 +3,7 @@
 Training, the command line and the shipped checkpoints all read :data:`DATASETS`, so a
 new dataset is one entry here (and a loader class).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -41,8 +42,9 @@ class DatasetInfo:
         """Raise ValueError unless this dataset can give images of ``size``."""
         if self.sizes and size not in self.sizes:
             allowed = " or ".join(str(s) for s in self.sizes)
-            raise ValueError(f"{self.title} images come at size {allowed} here "
-                             f"(--size), got {size}.")
+            raise ValueError(
+                f"{self.title} images come at size {allowed} here (--size), got {size}."
+            )
 
     def images(self, split: str, n_bits: int, size: int, root=None) -> torch.Tensor:
         """The (N, C, size, size) uint8 images of ``split`` at ``n_bits``."""
@@ -61,15 +63,34 @@ def _celeba(root, split, n_bits, size):
 DATASETS = {
     # 28x28, or 32x32 zero-padded for models that halve the size three times
     "mnist": DatasetInfo(
-        name="mnist", title="MNIST", channels=1, n_bits=8, size=28, sizes=(28, 32),
-        train_split="train", test_split="test", load=_mnist, epochs=2, hflip=False,
-        glow=dict(K=4, L=2, hidden=64, preprocess="logit")),
+        name="mnist",
+        title="MNIST",
+        channels=1,
+        n_bits=8,
+        size=28,
+        sizes=(28, 32),
+        train_split="train",
+        test_split="test",
+        load=_mnist,
+        epochs=2,
+        hflip=False,
+        glow=dict(K=4, L=2, hidden=64, preprocess="logit"),
+    ),
     # Glow's 5-bit setting at 32x32, centred, with a CPU-sized width (GPU: --hidden 512);
     # faces are left-right symmetric, so training mirrors them at random
     "celeba": DatasetInfo(
-        name="celeba", title="CelebA", channels=3, n_bits=5, size=32,
-        train_split="train", test_split="test", load=_celeba, epochs=10, hflip=True,
-        glow=dict(K=8, L=3, hidden=128, preprocess="center")),
+        name="celeba",
+        title="CelebA",
+        channels=3,
+        n_bits=5,
+        size=32,
+        train_split="train",
+        test_split="test",
+        load=_celeba,
+        epochs=10,
+        hflip=True,
+        glow=dict(K=8, L=3, hidden=128, preprocess="center"),
+    ),
 }
 
 

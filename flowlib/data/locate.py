@@ -1,4 +1,5 @@
 """Where the data is: the search order, and what to say when it is not there."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """MNIST from its IDX files (plain or gzip), downloaded with torchvision on request."""
+
 from __future__ import annotations
 
 import gzip
@@ -40,11 +41,13 @@ def read_idx(path, expected_magic: int | None = None) -> np.ndarray:
     except (EOFError, gzip.BadGzipFile, OSError) as err:
         if isinstance(err, FileNotFoundError):
             raise
-        raise ValueError(f"{path}: cannot decompress ({err}): the file is truncated or "
-                         f"corrupt. {redownload}") from err
+        raise ValueError(
+            f"{path}: cannot decompress ({err}): the file is truncated or corrupt. {redownload}"
+        ) from err
     if len(data) < 4:
-        raise ValueError(f"{path}: only {len(data)} bytes, too short for an IDX header. "
-                         f"{redownload}")
+        raise ValueError(
+            f"{path}: only {len(data)} bytes, too short for an IDX header. {redownload}"
+        )
     zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
     magic = struct.unpack(">I", data[:4])[0]
     if expected_magic is not None and magic != expected_magic:
@@ -54,12 +57,14 @@ def read_idx(path, expected_magic: int | None = None) -> np.ndarray:
             f"IDX file (or it is an error page saved by a failed download). {redownload}"
         )
     if zero != 0 or dtype_code != 0x08 or ndim == 0:
-        raise ValueError(f"{path}: magic number {magic} is not an unsigned-byte IDX header. "
-                         f"{redownload}")
+        raise ValueError(
+            f"{path}: magic number {magic} is not an unsigned-byte IDX header. {redownload}"
+        )
     header = 4 + 4 * ndim
     if len(data) < header:
-        raise ValueError(f"{path}: {len(data)} bytes, too short for its {header}-byte header. "
-                         f"{redownload}")
+        raise ValueError(
+            f"{path}: {len(data)} bytes, too short for its {header}-byte header. {redownload}"
+        )
     shape = struct.unpack(f">{ndim}I", data[4:header])
     expected = header + int(np.prod(shape))
     if len(data) != expected:
@@ -76,14 +81,16 @@ def _idx_file(raw: Path, name: str) -> Path:
         if candidate.is_file():
             return candidate
     raise DataNotFoundError(
-        f"MNIST folder {raw} has neither {name} nor {name}.gz. " + _how_to_get("MNIST"))
+        f"MNIST folder {raw} has neither {name} nor {name}.gz. " + _how_to_get("MNIST")
+    )
 
 
 def _download_mnist(root, error: DataNotFoundError) -> Path:
     """Download MNIST with torchvision into the first explicit place (``root``, then
     ``$FLOWLIB_DATA``), else the repository's ``data/``. Returns that folder."""
-    target = next((p for _, p, _ in locate._candidates(root) if p is not None),
-                  locate.repo_data_dir())
+    target = next(
+        (p for _, p, _ in locate._candidates(root) if p is not None), locate.repo_data_dir()
+    )
     try:
         import torchvision.datasets
 
@@ -114,8 +121,14 @@ class MNIST(Dataset):
             ``root``, else ``$FLOWLIB_DATA``, else the repository's ``data/``.
     """
 
-    def __init__(self, root=None, split: str = "train", n_bits: int = 8,
-                 pad_to_32: bool = False, download: bool = False):
+    def __init__(
+        self,
+        root=None,
+        split: str = "train",
+        n_bits: int = 8,
+        pad_to_32: bool = False,
+        download: bool = False,
+    ):
         if split not in _MNIST_FILES:
             raise ValueError(f"MNIST split must be one of {list(_MNIST_FILES)}, got {split!r}.")
         check_n_bits(n_bits)
@@ -148,5 +161,7 @@ class MNIST(Dataset):
         return self.images[i], int(self.labels[i])
 
     def __repr__(self) -> str:
-        return (f"MNIST(split={self.split!r}, n={len(self)}, n_bits={self.n_bits}, "
-                f"shape={tuple(self.images.shape[1:])}, root={str(self.root)!r})")
+        return (
+            f"MNIST(split={self.split!r}, n={len(self)}, n_bits={self.n_bits}, "
+            f"shape={tuple(self.images.shape[1:])}, root={str(self.root)!r})"
+        )

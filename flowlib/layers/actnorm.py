@@ -1,4 +1,5 @@
 """Activation normalisation (Glow): a per-channel affine map with data-dependent init."""
+
 from __future__ import annotations
 
 import torch
@@ -45,7 +46,9 @@ class ActNorm(nn.Module):
         if x.dim() == 2:
             return x[:, :, None, None]
         if x.dim() != 4:
-            raise ValueError(f"ActNorm.{name}: expected a 2-d or 4-d input, got shape {tuple(x.shape)}.")
+            raise ValueError(
+                f"ActNorm.{name}: expected a 2-d or 4-d input, got shape {tuple(x.shape)}."
+            )
         return x
 
     def _logdet(self, x4: torch.Tensor, sign: float) -> torch.Tensor:

@@ -4,6 +4,7 @@ The log-determinant of the whole map is ``height * width * log|det W|``. Inverti
 ``W`` in float32 drifts over many layers, so the inverse is computed in float64.
 In eval mode ``W`` and ``W^-1`` are cached until a parameter changes.
 """
+
 from __future__ import annotations
 
 import torch
@@ -68,7 +69,9 @@ def _random_rotation(channels: int, generator: torch.Generator | None) -> torch.
 
 
 class InvConv1x1(_CachedWeights):
-    """Dense invertible 1x1 convolution; ``log|det W|`` from ``slogdet``. Starts as a random rotation."""
+    """Dense invertible 1x1 convolution; ``log|det W|`` from ``slogdet``.
+
+    Starts as a random rotation."""
 
     def __init__(self, channels: int, generator: torch.Generator | None = None):
         super().__init__(channels)

@@ -15,6 +15,7 @@ parametrisations (``scale=``):
 * ``"sigmoid"``: ``exp(log_s) = sigmoid(h + 2)``, bounded in (0, 1), near 0.88 at start (Glow);
 * ``"additive"``: ``log_s = 0``, volume preserving (NICE); the network outputs only ``t``.
 """
+
 from __future__ import annotations
 
 import torch
@@ -38,7 +39,7 @@ def checkerboard_mask(height: int, width: int, invert: bool = False) -> torch.Te
 
 
 def channel_mask(channels: int, invert: bool = False) -> torch.Tensor:
-    """A (1, channels, 1, 1) mask with 1 on the first half of the channels (second if ``invert``)."""
+    """A (1, channels, 1, 1) mask: 1 on the first half of the channels (second if ``invert``)."""
     mask = torch.cat([torch.ones(channels // 2), torch.zeros(channels - channels // 2)])
     if invert:
         mask = 1 - mask
@@ -85,8 +86,9 @@ class MaskedAffineCoupling(nn.Module):
     ``net_out_channels(channels, scale)`` channels.
     """
 
-    def __init__(self, net: nn.Module, mask: torch.Tensor, scale: str = "tanh",
-                 channels: int | None = None):
+    def __init__(
+        self, net: nn.Module, mask: torch.Tensor, scale: str = "tanh", channels: int | None = None
+    ):
         super().__init__()
         channels = channels if channels is not None else mask.shape[1]
         self.channels = channels
@@ -141,14 +143,14 @@ class ChannelAffineCoupling(nn.Module):
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None):
         expect_channels(x, type(self).__name__, self.channels)
-        a, b = x[:, : self.split], x[:, self.split:]
+        a, b = x[:, : self.split], x[:, self.split :]
         log_s, t = self._log_s_and_t(a, cond)
         b = (b + t) * torch.exp(log_s)
         return torch.cat([a, b], dim=1), sum_except_batch(log_s)
 
     def inverse(self, z: torch.Tensor, cond: torch.Tensor | None = None):
         expect_channels(z, type(self).__name__, self.channels)
-        a, b = z[:, : self.split], z[:, self.split:]
+        a, b = z[:, : self.split], z[:, self.split :]
         log_s, t = self._log_s_and_t(a, cond)
         b = b * torch.exp(-log_s) - t
         return torch.cat([a, b], dim=1), -sum_except_batch(log_s)

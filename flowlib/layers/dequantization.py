@@ -5,6 +5,7 @@ trained on ``v = (x + u) / n_bins`` with noise ``u`` in [0, 1). The change of
 scale contributes ``-D * log(n_bins)`` to the log-likelihood: that is the
 discretisation term of bits per dimension. Its inverse floors back to integers.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,7 +30,9 @@ def check_n_bits(n_bits) -> int:
 def check_integer_pixels(x: torch.Tensor, n_bins: int, name: str) -> torch.Tensor:
     """Return ``x`` as floats after checking it holds integers in 0..n_bins-1."""
     if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{name}: expected a torch.Tensor of integer pixels, got {type(x).__name__}.")
+        raise ValueError(
+            f"{name}: expected a torch.Tensor of integer pixels, got {type(x).__name__}."
+        )
     xf = x if x.is_floating_point() else x.to(torch.get_default_dtype())
     if xf.numel() == 0:
         return xf
@@ -70,7 +73,7 @@ class UniformDequantization(nn.Module):
     def __init__(self, n_bits: int = 8, center: bool = False):
         super().__init__()
         self.n_bits = check_n_bits(n_bits)
-        self.n_bins = 2 ** n_bits
+        self.n_bins = 2**n_bits
         self.center = center
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,8 +90,9 @@ class UniformDequantization(nn.Module):
 
     def _logdet(self, z: torch.Tensor, sign: float) -> torch.Tensor:
         d = z[0].numel()
-        return torch.full((z.shape[0],), sign * d * math.log(self.n_bins),
-                          dtype=_logdet_dtype(z), device=z.device)
+        return torch.full(
+            (z.shape[0],), sign * d * math.log(self.n_bins), dtype=_logdet_dtype(z), device=z.device
+        )
 
 
 class LogitTransform(nn.Module):
@@ -136,7 +140,7 @@ class VariationalDequantization(nn.Module):
     def __init__(self, flows, n_bits: int = 8, alpha: float = 1e-5):
         super().__init__()
         self.n_bits = check_n_bits(n_bits)
-        self.n_bins = 2 ** n_bits
+        self.n_bins = 2**n_bits
         self.flow = FlowSequential(*flows)
         self.logit = LogitTransform(alpha)
 

@@ -1,4 +1,5 @@
 """Fixed channel permutations: volume preserving, log-det 0."""
+
 from __future__ import annotations
 
 import torch

@@ -5,6 +5,7 @@ half (Glow's ``split2d``); :class:`LearnedPrior` is Glow's top prior, optionally
 class. Both map a latent to ``(z - mean) * exp(-log_sd)``, so what is left is standard
 normal and the model's prior stays ``N(0, I)`` everywhere.
 """
+
 from __future__ import annotations
 
 import torch
@@ -87,7 +88,7 @@ class LearnedPrior(nn.Module):
                 )
             onehot = nn.functional.one_hot(y.long(), self.n_classes).to(h.dtype)
             h = h + self.class_params(onehot)[:, :, None, None]
-        return h[:, : self.channels], h[:, self.channels:]
+        return h[:, : self.channels], h[:, self.channels :]
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None):
         expect_channels(z, "LearnedPrior", self.channels)

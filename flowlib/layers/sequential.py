@@ -1,4 +1,5 @@
 """A chain of flow layers, itself a flow layer."""
+
 from __future__ import annotations
 
 import functools
@@ -57,8 +58,7 @@ def _keywords(function) -> tuple[frozenset, bool]:
     """(keyword names of ``function``, whether it takes ``**kwargs``)."""
     params = inspect.signature(function).parameters.values()
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params)
-    names = frozenset(p.name for p in params
-                      if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+    names = frozenset(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
     return names, takes_any
 
 

@@ -1,4 +1,5 @@
 """Squeeze: space to channels, the reshuffle between the levels of a multi-scale flow."""
+
 from __future__ import annotations
 
 import torch

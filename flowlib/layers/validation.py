@@ -1,4 +1,5 @@
 """Input checks shared by the layers: clear errors instead of deep torch crashes."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """What every image flow model offers, on top of its own encode/decode."""
+
 from __future__ import annotations
 
 import abc
@@ -13,7 +14,7 @@ LOG_2PI = math.log(2 * math.pi)
 def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
     """Sum of ``log N(z_i; 0, 1)`` over all but the batch dimension, in float32 or more."""
     z = z if z.dtype == torch.float64 else z.float()
-    return (-0.5 * (z ** 2 + LOG_2PI)).flatten(1).sum(1)
+    return (-0.5 * (z**2 + LOG_2PI)).flatten(1).sum(1)
 
 
 class _ImageFlowMeta(abc.ABCMeta):
@@ -23,8 +24,10 @@ class _ImageFlowMeta(abc.ABCMeta):
         flow = super().__call__(*args, **kwargs)
         missing = [name for name in ImageFlow.REQUIRED if not hasattr(flow, name)]
         if missing:
-            raise TypeError(f"{cls.__name__} is not a complete ImageFlow: its __init__ must set "
-                            f"{', '.join(missing)} (see flowlib.models.ImageFlow).")
+            raise TypeError(
+                f"{cls.__name__} is not a complete ImageFlow: its __init__ must set "
+                f"{', '.join(missing)} (see flowlib.models.ImageFlow)."
+            )
         return flow
 
 
@@ -70,7 +73,11 @@ class ImageFlow(nn.Module, metaclass=_ImageFlowMeta):
 
     def check_images(self, x: torch.Tensor) -> torch.Tensor:
         """Raise ValueError unless ``x`` is a batch of images of ``image_shape``."""
-        if not isinstance(x, torch.Tensor) or x.dim() != 4 or tuple(x.shape[1:]) != tuple(self.image_shape):
+        if (
+            not isinstance(x, torch.Tensor)
+            or x.dim() != 4
+            or tuple(x.shape[1:]) != tuple(self.image_shape)
+        ):
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(
                 f"{type(self).__name__} expects integer images of shape (batch, "
@@ -96,7 +103,9 @@ class ImageFlow(nn.Module, metaclass=_ImageFlowMeta):
             )
         for i, (z, shape) in enumerate(zip(latents, self.latent_shapes)):
             if z.dim() != 4 or tuple(z.shape[1:]) != tuple(shape):
-                raise ValueError(f"latent {i} should have shape (batch, {shape}), got {tuple(z.shape)}.")
+                raise ValueError(
+                    f"latent {i} should have shape (batch, {shape}), got {tuple(z.shape)}."
+                )
         v, _ = self.flow_inverse(latents, y=y)
         x, _ = self.dequantize.inverse(v)
         return x
@@ -115,20 +124,30 @@ class ImageFlow(nn.Module, metaclass=_ImageFlowMeta):
         return -self.log_prob(x, y=y) / (math.prod(self.image_shape) * math.log(2))
 
     @torch.no_grad()
-    def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None,
-               y: torch.Tensor | None = None) -> torch.Tensor:
+    def sample(
+        self,
+        n: int,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        y: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """``n`` integer-valued images from latents drawn from ``N(0, temperature^2)``."""
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}.")
         noise_device = generator.device if generator is not None else self.device
-        latents = [temperature * torch.randn((n, *shape), generator=generator, device=noise_device,
-                                             dtype=self.dtype).to(self.device)
-                   for shape in self.latent_shapes]
+        latents = [
+            temperature
+            * torch.randn(
+                (n, *shape), generator=generator, device=noise_device, dtype=self.dtype
+            ).to(self.device)
+            for shape in self.latent_shapes
+        ]
         return self.decode(latents, y=y)
 
     @torch.no_grad()
-    def interpolate(self, x0: torch.Tensor, x1: torch.Tensor, steps: int = 8,
-                    y: torch.Tensor | None = None) -> torch.Tensor:
+    def interpolate(
+        self, x0: torch.Tensor, x1: torch.Tensor, steps: int = 8, y: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Decode ``steps`` points on the straight line between the latents of two images.
 
         ``x0`` and ``x1`` are single images (C, H, W) or batches of one.

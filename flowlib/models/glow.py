@@ -5,6 +5,7 @@ of the channels under a learned conditional prior. The top latent has a learned
 (optionally class-conditional) prior. Images are dequantized to [-0.5, 0.5) as in
 openai/glow, or, with ``logit_alpha``, through RealNVP's logit transform.
 """
+
 from __future__ import annotations
 
 import torch
@@ -44,8 +45,9 @@ def make_permutation(kind: str, channels: int) -> nn.Module:
     raise ValueError(f"permutation must be one of {PERMUTATIONS}, got {kind!r}.")
 
 
-def flow_step(channels: int, hidden: int, permutation: str = "conv1x1_lu",
-              coupling: str = "affine") -> FlowSequential:
+def flow_step(
+    channels: int, hidden: int, permutation: str = "conv1x1_lu", coupling: str = "affine"
+) -> FlowSequential:
     """One Glow step: ActNorm, then a channel permutation, then a coupling layer."""
     if coupling not in COUPLINGS:
         raise ValueError(f"coupling must be one of {COUPLINGS}, got {coupling!r}.")
@@ -78,24 +80,41 @@ class Glow(ImageFlow):
             bins lets Glow learn much faster (figures in benchmarks/README.md).
     """
 
-    def __init__(self, image_shape=(1, 28, 28), K: int = 8, L: int = 2, hidden: int = 128,
-                 permutation: str = "conv1x1_lu", coupling: str = "affine",
-                 learn_top_prior: bool = True, n_classes: int | None = None, n_bits: int = 8,
-                 logit_alpha: float | None = None):
+    def __init__(
+        self,
+        image_shape=(1, 28, 28),
+        K: int = 8,
+        L: int = 2,
+        hidden: int = 128,
+        permutation: str = "conv1x1_lu",
+        coupling: str = "affine",
+        learn_top_prior: bool = True,
+        n_classes: int | None = None,
+        n_bits: int = 8,
+        logit_alpha: float | None = None,
+    ):
         super().__init__()
         c, h, w = self.image_shape = tuple(int(s) for s in image_shape)
         if K < 1 or L < 1:
             raise ValueError(f"K and L must be at least 1, got K={K}, L={L}.")
-        if h % 2 ** L or w % 2 ** L:
+        if h % 2**L or w % 2**L:
             raise ValueError(
                 f"An image of {h}x{w} cannot be squeezed L={L} times: height and width must "
-                f"be divisible by 2**L = {2 ** L}. Use L <= {_max_levels(h, w)}, or pad the "
+                f"be divisible by 2**L = {2**L}. Use L <= {_max_levels(h, w)}, or pad the "
                 f"images (MNIST: pad_to_32=True allows L=3)."
             )
-        self.config = dict(image_shape=self.image_shape, K=K, L=L, hidden=hidden,
-                           permutation=permutation, coupling=coupling,
-                           learn_top_prior=learn_top_prior, n_classes=n_classes, n_bits=n_bits,
-                           logit_alpha=logit_alpha)
+        self.config = dict(
+            image_shape=self.image_shape,
+            K=K,
+            L=L,
+            hidden=hidden,
+            permutation=permutation,
+            coupling=coupling,
+            learn_top_prior=learn_top_prior,
+            n_classes=n_classes,
+            n_bits=n_bits,
+            logit_alpha=logit_alpha,
+        )
         self.n_bits = n_bits
         self.n_classes = n_classes
         if logit_alpha is None:
@@ -107,8 +126,11 @@ class Glow(ImageFlow):
         self.latent_shapes = []
         for level in range(L):
             c, h, w = 4 * c, h // 2, w // 2
-            self.levels.append(FlowSequential(
-                Squeeze(), *[flow_step(c, hidden, permutation, coupling) for _ in range(K)]))
+            self.levels.append(
+                FlowSequential(
+                    Squeeze(), *[flow_step(c, hidden, permutation, coupling) for _ in range(K)]
+                )
+            )
             if level < L - 1:
                 self.splits.append(Split(c))
                 c = c // 2

@@ -4,6 +4,7 @@ Built with their default settings they have exactly the tutorial's parameter
 counts: ``SimpleFlow()`` 556,312, ``SimpleFlow(vardeq=True)`` 628,388,
 ``MultiscaleFlow()`` 1,711,818.
 """
+
 from __future__ import annotations
 
 import torch
@@ -27,8 +28,10 @@ def dequantization(n_bits: int, image_shape, vardeq: bool) -> LogitDequantizatio
     if not vardeq:
         return LogitDequantization(UniformDequantization(n_bits))
     c, h, w = image_shape
-    flows = [checkerboard_coupling(c, h, w, hidden=16, invert=i % 2 == 1, cond_channels=c)
-             for i in range(4)]
+    flows = [
+        checkerboard_coupling(c, h, w, hidden=16, invert=i % 2 == 1, cond_channels=c)
+        for i in range(4)
+    ]
     return LogitDequantization(VariationalDequantization(flows, n_bits=n_bits))
 
 
@@ -47,18 +50,30 @@ def channel_coupling(channels, hidden, invert):
 class SimpleFlow(ImageFlow):
     """Eight checkerboard couplings at full resolution (UvA "simple" / "vardeq")."""
 
-    def __init__(self, image_shape=(1, 28, 28), n_couplings: int = 8, hidden: int = 32,
-                 vardeq: bool = False, n_bits: int = 8):
+    def __init__(
+        self,
+        image_shape=(1, 28, 28),
+        n_couplings: int = 8,
+        hidden: int = 32,
+        vardeq: bool = False,
+        n_bits: int = 8,
+    ):
         super().__init__()
         self.image_shape = tuple(int(s) for s in image_shape)
-        self.config = dict(image_shape=self.image_shape, n_couplings=n_couplings, hidden=hidden,
-                           vardeq=vardeq, n_bits=n_bits)
+        self.config = dict(
+            image_shape=self.image_shape,
+            n_couplings=n_couplings,
+            hidden=hidden,
+            vardeq=vardeq,
+            n_bits=n_bits,
+        )
         self.latent_shapes = [self.image_shape]
         self.n_bits = n_bits
         c, h, w = self.image_shape
         self.dequantize = dequantization(n_bits, self.image_shape, vardeq)
-        self.flow = FlowSequential(*[checkerboard_coupling(c, h, w, hidden, invert=i % 2 == 1)
-                                     for i in range(n_couplings)])
+        self.flow = FlowSequential(
+            *[checkerboard_coupling(c, h, w, hidden, invert=i % 2 == 1) for i in range(n_couplings)]
+        )
 
     def flow_forward(self, v, y=None):
         z, logdet = self.flow(v)
@@ -75,16 +90,21 @@ class MultiscaleFlow(ImageFlow):
     The split uses a standard normal prior (no parameters), as in the tutorial.
     """
 
-    def __init__(self, image_shape=(1, 28, 28), vardeq: bool = True, n_bits: int = 8,
-                 hidden=(32, 48, 64)):
+    def __init__(
+        self, image_shape=(1, 28, 28), vardeq: bool = True, n_bits: int = 8, hidden=(32, 48, 64)
+    ):
         super().__init__()
         self.image_shape = tuple(int(s) for s in image_shape)
-        self.config = dict(image_shape=self.image_shape, vardeq=vardeq, n_bits=n_bits,
-                           hidden=tuple(hidden))
+        self.config = dict(
+            image_shape=self.image_shape, vardeq=vardeq, n_bits=n_bits, hidden=tuple(hidden)
+        )
         self.n_bits = n_bits
         c, h, w = self.image_shape
         if h % 4 or w % 4:
-            raise ValueError(f"MultiscaleFlow squeezes twice: height and width must be multiples of 4, got {h}x{w}.")
+            raise ValueError(
+                f"MultiscaleFlow squeezes twice: height and width must be multiples of 4, "
+                f"got {h}x{w}."
+            )
         self.latent_shapes = [(2 * c, h // 2, w // 2), (8 * c, h // 4, w // 4)]
         self.dequantize = dequantization(n_bits, self.image_shape, vardeq)
         self.level1 = FlowSequential(

@@ -1,4 +1,5 @@
 """The models by name, as ``flowlib train --model NAME`` and checkpoints know them."""
+
 from __future__ import annotations
 
 import inspect
@@ -29,12 +30,16 @@ def build_model(name: str, image_shape, **overrides) -> ImageFlow:
     if cls is MultiscaleFlow and isinstance(overrides.get("hidden"), int):
         h = overrides["hidden"]
         overrides["hidden"] = (h, 3 * h // 2, 2 * h)
-    accepted = [p for p in inspect.signature(cls.__init__).parameters
-                if p not in ("self", "image_shape") and p not in fixed]
+    accepted = [
+        p
+        for p in inspect.signature(cls.__init__).parameters
+        if p not in ("self", "image_shape") and p not in fixed
+    ]
     unknown = sorted(set(overrides) - set(accepted))
     if unknown:
-        raise ValueError(f"Model {name!r} takes no {', '.join(unknown)} "
-                         f"(it takes {', '.join(accepted)}).")
+        raise ValueError(
+            f"Model {name!r} takes no {', '.join(unknown)} (it takes {', '.join(accepted)})."
+        )
     return cls(image_shape=tuple(int(s) for s in image_shape), **fixed, **overrides)
 
 
@@ -43,4 +48,6 @@ def model_name(model: ImageFlow) -> str:
     for name, (cls, fixed) in MODELS.items():
         if type(model) is cls and all(model.config.get(k) == v for k, v in fixed.items()):
             return name
-    raise ValueError(f"{type(model).__name__} is not one of flowlib's models ({', '.join(MODELS)}).")
+    raise ValueError(
+        f"{type(model).__name__} is not one of flowlib's models ({', '.join(MODELS)})."
+    )
