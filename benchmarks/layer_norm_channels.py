@@ -18,8 +18,8 @@ import time
 
 import torch
 
-from flowlib.models import build_model
 from flowlib.layers import LayerNormChannels
+from flowlib.models import build_model
 
 
 def spelled_out(norm: LayerNormChannels, x: torch.Tensor) -> torch.Tensor:

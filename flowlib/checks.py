@@ -13,14 +13,24 @@ expected value (it raises :class:`FlowCheckError` too, naming the likely mistake
 :func:`perturb_` moves a freshly built (near-identity) flow away from the identity so that
 the checks can tell right from wrong.
 """
+
 from __future__ import annotations
 
 import math
 
 import torch
 
-__all__ = ["FlowCheckError", "check_close", "check_invertibility", "check_logdet", "check_logdet_consistency",
-           "check_flow", "flat_model_flow", "jacobian_logdet", "perturb_"]
+__all__ = [
+    "FlowCheckError",
+    "check_close",
+    "check_invertibility",
+    "check_logdet",
+    "check_logdet_consistency",
+    "check_flow",
+    "flat_model_flow",
+    "jacobian_logdet",
+    "perturb_",
+]
 
 
 class FlowCheckError(AssertionError):
@@ -54,12 +64,15 @@ def _call(fn, x, direction: str, **kwargs):
             f"`logdet = log_s.flatten(1).sum(1)`."
         )
     if not torch.isfinite(logdet).all():
-        raise FlowCheckError(f"{direction}: logdet contains NaN or inf: {logdet}. Look for log(0) or exp overflow.")
+        raise FlowCheckError(
+            f"{direction}: logdet contains NaN or inf: {logdet}. Look for log(0) or exp overflow."
+        )
     return y, logdet
 
 
-def check_close(ours, true, what: str, wrong_answers=(), nan_hint: str | None = None,
-                rtol: float = 1e-6) -> float:
+def check_close(
+    ours, true, what: str, wrong_answers=(), nan_hint: str | None = None, rtol: float = 1e-6
+) -> float:
     """``ours`` must be a tensor of ``true``'s shape and values; returns the largest difference.
 
     Compared in float64 with tolerance ``rtol * (1 + max|true|)``. ``wrong_answers`` holds
@@ -71,7 +84,9 @@ def check_close(ours, true, what: str, wrong_answers=(), nan_hint: str | None = 
     if not isinstance(ours, torch.Tensor):
         raise FlowCheckError(f"{what}: expected a torch.Tensor, got {type(ours).__name__}.")
     if ours.shape != true.shape:
-        raise FlowCheckError(f"{what}: expected shape {tuple(true.shape)}, got {tuple(ours.shape)}.")
+        raise FlowCheckError(
+            f"{what}: expected shape {tuple(true.shape)}, got {tuple(ours.shape)}."
+        )
     ours_d, true_d = ours.detach().double().cpu(), true.detach().double().cpu()
     if torch.isnan(ours_d).any() and nan_hint:
         raise FlowCheckError(f"{what} contains NaN. Likely cause: {nan_hint}.")
@@ -81,12 +96,16 @@ def check_close(ours, true, what: str, wrong_answers=(), nan_hint: str | None = 
         return err
     for hint, wrong in wrong_answers:
         wrong = torch.as_tensor(wrong).detach().double().cpu()
-        if wrong.shape == ours_d.shape and torch.allclose(ours_d, wrong, rtol=0, atol=tol, equal_nan=True):
+        if wrong.shape == ours_d.shape and torch.allclose(
+            ours_d, wrong, rtol=0, atol=tol, equal_nan=True
+        ):
             off = f" (off by up to {err:.3g})" if math.isfinite(err) else ""
             raise FlowCheckError(f"{what} is wrong{off}. Likely cause: {hint}.")
-    raise FlowCheckError(f"{what} is wrong: off by up to {err:.3g} (tolerance {tol:.1g}). "
-                         f"First values: yours {ours_d.flatten()[:4].tolist()}, "
-                         f"expected {true_d.flatten()[:4].tolist()}.")
+    raise FlowCheckError(
+        f"{what} is wrong: off by up to {err:.3g} (tolerance {tol:.1g}). "
+        f"First values: yours {ours_d.flatten()[:4].tolist()}, "
+        f"expected {true_d.flatten()[:4].tolist()}."
+    )
 
 
 def _tolerance(dtype: torch.dtype, tol64: float, tol32: float) -> float:
@@ -107,17 +126,21 @@ def check_invertibility(layer, x: torch.Tensor, atol: float | None = None, **kwa
         )
     x_rec, _ = _call(inv, z, "inverse", **kwargs)
     if x_rec.shape != x.shape:
-        raise FlowCheckError(f"inverse(forward(x)) has shape {tuple(x_rec.shape)}, expected {tuple(x.shape)}.")
+        raise FlowCheckError(
+            f"inverse(forward(x)) has shape {tuple(x_rec.shape)}, expected {tuple(x.shape)}."
+        )
     err = (x_rec.to(x.dtype) - x).abs().max().item()
     scale = max(1.0, x.abs().max().item())
     atol = atol if atol is not None else _tolerance(x.dtype, 1e-10, 1e-5) * scale
     if not err <= atol:
-        hint = ("inverse returns its input unchanged: it is not implemented yet or does nothing"
-                if torch.equal(x_rec, z) and not torch.equal(z, x) else
-                "inverse must undo forward's operations in reverse order with the same "
-                "parameters (for an affine coupling: first divide by exp(log_s), then "
-                "subtract t, with log_s and t computed from the unchanged half exactly as "
-                "in forward; for a linear map: multiply by the inverse matrix)")
+        hint = (
+            "inverse returns its input unchanged: it is not implemented yet or does nothing"
+            if torch.equal(x_rec, z) and not torch.equal(z, x)
+            else "inverse must undo forward's operations in reverse order with the same "
+            "parameters (for an affine coupling: first divide by exp(log_s), then "
+            "subtract t, with log_s and t computed from the unchanged half exactly as "
+            "in forward; for a linear map: multiply by the inverse matrix)"
+        )
         raise FlowCheckError(
             f"Not invertible: inverse(forward(x)) differs from x by up to {err:.3g} "
             f"(tolerance {atol:.1g}, {x.dtype}). Likely cause: {hint}."
@@ -129,12 +152,15 @@ def jacobian_logdet(fn, x: torch.Tensor, **kwargs) -> torch.Tensor:
     """log|det J| of ``fn`` at each sample of ``x`` from the autograd Jacobian (small inputs)."""
     out = []
     for i, xi in enumerate(x):
-        sample_kwargs = {k: (w[i:i + 1] if isinstance(w, torch.Tensor) and len(w) == len(x) else w)
-                         for k, w in kwargs.items()}
+        sample_kwargs = {
+            k: (w[i : i + 1] if isinstance(w, torch.Tensor) and len(w) == len(x) else w)
+            for k, w in kwargs.items()
+        }
 
         def f(v):
             z, _ = fn(v[None], **sample_kwargs)
             return z.reshape(-1)
+
         jac = torch.autograd.functional.jacobian(f, xi.detach())
         out.append(torch.linalg.slogdet(jac.reshape(xi.numel(), xi.numel()))[1])
     return torch.stack(out)
@@ -144,29 +170,39 @@ def _diagnose_logdet(ours: torch.Tensor, true: torch.Tensor, d: int) -> str:
     diff = ours - true
     scale = 1e-6 * (1 + true.abs().max().item())
     if true.abs().max() > 1e-6 and (ours + true).abs().max() <= scale:
-        return ("it has the wrong sign: forward must return log|det dz/dx| "
-                "(for z = x * exp(s) that is +sum(s)), the inverse its negative")
+        return (
+            "it has the wrong sign: forward must return log|det dz/dx| "
+            "(for z = x * exp(s) that is +sum(s)), the inverse its negative"
+        )
     if len(diff) > 1 and (diff - diff.mean()).abs().max() <= scale or len(diff) == 1:
         c = diff.mean().item()
         for bits in range(1, 9):
             if abs(abs(c) - d * bits * math.log(2)) <= 1e-4 * d:
                 which = "missing" if c > 0 else "counted twice"
-                return (f"it is off by the constant {c:.4g} = {'-' if c < 0 else ''}D*log({2 ** bits}) "
-                        f"with D={d}: the dequantization scaling term -D*log(n_bins) is {which}")
+                return (
+                    f"it is off by the constant {c:.4g} = {'-' if c < 0 else ''}D*log({2**bits}) "
+                    f"with D={d}: the dequantization scaling term -D*log(n_bins) is {which}"
+                )
         if abs(c) > 0 and (ours.abs().max() < 1e-12):
             return "it is zero, but this map changes volume: sum the log-scales"
-        return (f"it is off by the same constant {c:.4g} for every sample ({c / d:.4g} per "
-                f"dimension): a term that does not depend on the input is missing or extra")
+        return (
+            f"it is off by the same constant {c:.4g} for every sample ({c / d:.4g} per "
+            f"dimension): a term that does not depend on the input is missing or extra"
+        )
     nonzero = true.abs() > 1e-6
     if nonzero.all():
         ratio = ours / true
         if (ratio - ratio.mean()).abs().max() <= 1e-6 * ratio.abs().mean():
             r = ratio.mean().item()
-            return (f"it is {r:.4g} times the true value: a term applied at every position "
-                    f"(for a 1x1 convolution, height*width) is scaled wrongly")
-    return ("it differs per sample: check which entries you sum (only the transformed "
-            "entries contribute log|scale|) and that logdet is computed from the same "
-            "scale you apply")
+            return (
+                f"it is {r:.4g} times the true value: a term applied at every position "
+                f"(for a 1x1 convolution, height*width) is scaled wrongly"
+            )
+    return (
+        "it differs per sample: check which entries you sum (only the transformed "
+        "entries contribute log|scale|) and that logdet is computed from the same "
+        "scale you apply"
+    )
 
 
 def check_logdet(layer, x: torch.Tensor, atol: float | None = None, **kwargs) -> float:
@@ -179,7 +215,11 @@ def check_logdet(layer, x: torch.Tensor, atol: float | None = None, **kwargs) ->
     _, ours = _call(fwd, x, "forward", **kwargs)
     true = jacobian_logdet(fwd, x, **kwargs).to(ours.dtype)
     err = (ours - true).abs().max().item()
-    atol = atol if atol is not None else _tolerance(x.dtype, 1e-8, 1e-3) * max(1.0, true.abs().max().item() / 100)
+    atol = (
+        atol
+        if atol is not None
+        else _tolerance(x.dtype, 1e-8, 1e-3) * max(1.0, true.abs().max().item() / 100)
+    )
     if not err <= atol:
         raise FlowCheckError(
             f"Wrong log-determinant: forward returned {_fmt(ours)} but the Jacobian gives "
@@ -251,9 +291,13 @@ def perturb_(module: torch.nn.Module, *, scale: float = 0.05, seed: int = 0) -> 
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in module.parameters():
-            p.add_(scale * torch.randn(p.shape, generator=g, dtype=torch.float64).to(p.device, p.dtype))
+            p.add_(
+                scale * torch.randn(p.shape, generator=g, dtype=torch.float64).to(p.device, p.dtype)
+            )
         for m in module.modules():
-            if isinstance(getattr(m, "initialized", None), torch.Tensor):  # ActNorm's data-dependent init
+            if isinstance(
+                getattr(m, "initialized", None), torch.Tensor
+            ):  # ActNorm's data-dependent init
                 m.initialized.fill_(True)
     return module
 

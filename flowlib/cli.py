@@ -39,6 +39,14 @@ def _train_parser(sub) -> None:
         description="Train a flow. Options left out take the dataset's defaults "
         "(or, with --resume, the run's stored settings).",
     )
+    _run_options(p)
+    _architecture_options(p)
+    _optimisation_options(p)
+    _periodic_options(p)
+    p.set_defaults(func=cmd_train)
+
+
+def _run_options(p) -> None:
     p.add_argument("--model", metavar="{" + ",".join(MODELS) + "}", help="default: glow")
     p.add_argument("--dataset", metavar="{" + ",".join(DATASETS) + "}", help="default: mnist")
     p.add_argument("--out", help="run folder (default: runs/DATASET-MODEL)")
@@ -50,28 +58,18 @@ def _train_parser(sub) -> None:
     )
     p.add_argument(
         "--init-from",
-        dest="init_from",
         metavar="CHECKPOINT",
-        help="start a new run from this checkpoint's weights (a run folder or a shipped .pt), "
-        "continuing its step count, with a fresh optimizer; its settings are the defaults",
+        help="start a new run from this checkpoint's weights (a run folder or a "
+        "shipped .pt), continuing its step count, with a fresh optimizer; its "
+        "settings are the defaults",
     )
-    p.add_argument("--epochs", type=float)
-    p.add_argument("--max-steps", dest="max_steps", type=int, help="overrides --epochs")
-    p.add_argument("--batch-size", dest="batch_size", type=int, help="per process (default 64)")
-    p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
-    p.add_argument(
-        "--warmup-steps", dest="warmup_steps", type=int, help="linear lr warm-up (default 200)"
-    )
-    p.add_argument(
-        "--grad-clip", dest="grad_clip", type=float, help="max gradient norm (default 50)"
-    )
-    p.add_argument(
-        "--ema",
-        type=float,
-        metavar="DECAY",
-        help="evaluate, sample and export with a Polyak average of the weights, e.g. 0.999 "
-        "(default 0: off)",
-    )
+    p.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
+    p.add_argument("--data-root", help="folder holding MNIST/raw/ or celeba/")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+
+
+def _architecture_options(p) -> None:
     p.add_argument("--K", type=int, help="Glow: flow steps per level")
     p.add_argument("--L", type=int, help="Glow: levels")
     p.add_argument("--hidden", type=int, help="coupling network width")
@@ -80,47 +78,58 @@ def _train_parser(sub) -> None:
         choices=sorted(PREPROCESS),
         help="Glow: logit transform (mnist default) or centring to [-0.5, 0.5) (celeba)",
     )
-    p.add_argument("--n-bits", dest="n_bits", type=int, help="bits per pixel (mnist 8, celeba 5)")
+    p.add_argument("--n-bits", type=int, help="bits per pixel (mnist 8, celeba 5)")
     p.add_argument("--size", type=int, help="image size (mnist 28, or 32 zero-padded; celeba 32)")
-    p.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
     p.add_argument(
         "--hflip",
         action=argparse.BooleanOptionalAction,
         help="mirror training images at random (default: on for celeba, off for mnist)",
     )
-    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CUDA only)")
+
+
+def _optimisation_options(p) -> None:
+    p.add_argument("--epochs", type=float)
+    p.add_argument("--max-steps", type=int, help="overrides --epochs")
+    p.add_argument("--batch-size", type=int, help="per process (default 64)")
+    p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--warmup-steps", type=int, help="linear lr warm-up (default 200)")
+    p.add_argument("--grad-clip", type=float, help="max gradient norm (default 50)")
+    p.add_argument(
+        "--ema",
+        type=float,
+        metavar="DECAY",
+        help="evaluate, sample and export with a Polyak average of the weights, "
+        "e.g. 0.999 (default 0: off)",
+    )
+    p.add_argument(
+        "--max-bad-steps", type=int, help="non-finite losses in a row before stopping (default 20)"
+    )
+    p.add_argument(
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        help="coupling networks in bfloat16 (default: on for CPUs with AMX or "
+        "AVX512-BF16, off otherwise)",
+    )
+    p.add_argument(
+        "--grad-checkpoint",
+        action="store_true",
+        help="recompute the coupling networks in the backward pass (less memory)",
+    )
     p.add_argument(
         "--channels-last",
-        dest="channels_last",
         action=argparse.BooleanOptionalAction,
         help="channels_last memory layout (default: on for the CPU, off for CUDA)",
     )
-    p.add_argument("--eval-every", dest="eval_every", type=int, help="steps; 0: only at the end")
-    p.add_argument(
-        "--eval-images", dest="eval_images", type=int, help="test images per periodic evaluation"
-    )
-    p.add_argument(
-        "--final-eval-images",
-        dest="final_eval_images",
-        type=int,
-        help="default: the whole test set",
-    )
-    p.add_argument("--sample-every", dest="sample_every", type=int, help="steps; 0: never")
-    p.add_argument(
-        "--checkpoint-every", dest="checkpoint_every", type=int, help="steps; 0: only at the end"
-    )
-    p.add_argument("--log-every", dest="log_every", type=int, help="steps between metrics.csv rows")
+
+
+def _periodic_options(p) -> None:
+    p.add_argument("--eval-every", type=int, help="steps; 0: only at the end")
+    p.add_argument("--eval-images", type=int, help="test images per periodic evaluation")
+    p.add_argument("--final-eval-images", type=int, help="default: the whole test set")
+    p.add_argument("--sample-every", type=int, help="steps; 0: never")
+    p.add_argument("--checkpoint-every", type=int, help="steps; 0: only at the end")
+    p.add_argument("--log-every", type=int, help="steps between metrics.csv rows")
     p.add_argument("--temperature", type=float, help="of the sample grids (default 0.7)")
-    p.add_argument(
-        "--max-bad-steps",
-        dest="max_bad_steps",
-        type=int,
-        help="non-finite losses in a row before stopping (default 20)",
-    )
-    p.add_argument("--seed", type=int)
-    p.add_argument("--data-root", dest="data_root", help="folder holding MNIST/raw/ or celeba/")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    p.set_defaults(func=cmd_train)
 
 
 def _checkpoint_args(p, device=True) -> None:
@@ -216,7 +225,7 @@ def cmd_train(args) -> int:
         bpd = f"{result.test_bpd:.4f}" if result.test_bpd is not None else "-"
         print(
             f"{'interrupted' if result.interrupted else 'done'}: step {result.step}, "
-            f"last test bpd {bpd}, checkpoint {result.checkpoint}"
+            f"last test bpd {bpd} on {result.data}, checkpoint {result.checkpoint}"
         )
     return EXIT_INTERRUPTED if result.interrupted else 0
 
@@ -230,11 +239,11 @@ def _load(args):
     return model, ckpt
 
 
-def _test_images(ckpt, data_root):
+def _test_set(ckpt, data_root):
     """The test split of the dataset the model was trained on."""
-    from .pretrained import test_images
+    from .pretrained import test_set
 
-    return test_images(ckpt, data_root or (ckpt.get("train_config") or {}).get("data_root"))
+    return test_set(ckpt, data_root or (ckpt.get("train_config") or {}).get("data_root"))
 
 
 def cmd_sample(args) -> int:
@@ -256,16 +265,18 @@ def cmd_sample(args) -> int:
 def cmd_eval(args) -> int:
     import torch
 
+    from .data.embedded import test_label
     from .metrics import evaluate_bpd
 
     model, ckpt = _load(args)
-    images = _test_images(ckpt, args.data_root)
+    test = _test_set(ckpt, args.data_root)
+    images = test.images
     torch.manual_seed(args.seed)
     n = len(images) if args.max_images is None else min(args.max_images, len(images))
     bpd = evaluate_bpd(model, images, args.batch_size, args.importance_samples, max_images=n)
     print(
-        f"test bpd {bpd:.4f} ({n} test images, {args.importance_samples} importance samples, "
-        f"step {ckpt.get('step')})"
+        f"test bpd {bpd:.4f} ({n} {test_label(test.source)}, {args.importance_samples} "
+        f"importance samples, step {ckpt.get('step')})"
     )
     return 0
 
@@ -280,7 +291,7 @@ def cmd_interpolate(args) -> int:
         raise ValueError(
             f"--steps must be >= 2 and --pairs >= 1, got {args.steps} and {args.pairs}."
         )
-    images = _test_images(ckpt, args.data_root)
+    images = _test_set(ckpt, args.data_root).images
     g = torch.Generator().manual_seed(args.seed)
     idx = torch.randperm(len(images), generator=g)[: 2 * args.pairs].tolist()
     if len(idx) < 2 * args.pairs:

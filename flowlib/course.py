@@ -1,4 +1,5 @@
 """Small helpers the course notebooks share."""
+
 from __future__ import annotations
 
 import os
@@ -12,14 +13,20 @@ def fast_mode() -> bool:
 
     Fast mode only shortens training; it never changes what a check asserts.
     """
-    return os.environ.get("FLOWLIB_FAST", "") not in ("", "0") or bool(os.environ.get("NBGRADER_EXECUTION"))
+    return os.environ.get("FLOWLIB_FAST", "") not in ("", "0") or bool(
+        os.environ.get("NBGRADER_EXECUTION")
+    )
 
 
 def device(verbose: bool = True) -> torch.device:
     """CUDA when available, else the CPU; says which."""
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if verbose:
-        name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+        name = (
+            torch.cuda.get_device_name(dev)
+            if dev.type == "cuda"
+            else f"CPU ({torch.get_num_threads()} threads)"
+        )
         print(f"Using {dev.type}: {name}" + (" (fast mode)" if fast_mode() else ""))
     return dev
 

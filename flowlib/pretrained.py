@@ -64,8 +64,9 @@ def load_pretrained(name: str, map_location=None):
     return model.eval(), ckpt.get("pretrained") or {}
 
 
-def test_images(ckpt: dict, data_root=None) -> torch.Tensor:
-    """The test images of the dataset a checkpoint was trained on, at its bits and size."""
+def test_set(ckpt: dict, data_root=None):
+    """The test split of the dataset a checkpoint was trained on, at its bits and size
+    (``.images``; ``.source`` says whether it is the full test set or the embedded subset)."""
     dataset = (ckpt.get("train_config") or {}).get("dataset")
     if dataset is None:
         raise ValueError(
@@ -74,7 +75,18 @@ def test_images(ckpt: dict, data_root=None) -> torch.Tensor:
         )
     config = ckpt["model_config"]
     info = dataset_info(dataset)
-    return info.images(info.test_split, config["n_bits"], config["image_shape"][-1], data_root)
+    return info.split(info.test_split, config["n_bits"], config["image_shape"][-1], data_root)
+
+
+def _full_test_images(ckpt: dict, data_root, what: str) -> torch.Tensor:
+    """The full test set's images; ValueError where only the embedded subset is found."""
+    found = test_set(ckpt, data_root)
+    if found.source.startswith("embedded"):  # its bpd is not the full test set's
+        raise ValueError(
+            f"{what} needs the full test set, and only the {found.source} was found: "
+            f"get the full data (data/README.md) and pass --data-root or set FLOWLIB_DATA."
+        )
+    return found.images
 
 
 def evaluate(
@@ -105,7 +117,7 @@ def export(
     the code's git commit (default: this checkout's HEAD, "unknown" without git).
     """
     model, ckpt = load_checkpoint(run, map_location="cpu")
-    images = test_images(ckpt, data_root)
+    images = _full_test_images(ckpt, data_root, "Shipping a checkpoint")
     log(
         f"{name}: evaluating on {len(images)} test images with {importance_samples} "
         f"importance samples ..."
@@ -153,7 +165,7 @@ def check(names=None, data_root=None, full: bool = False, log=print) -> list[dic
     for name in names or available():
         model, record = load_pretrained(name)
         ckpt = read_checkpoint(pretrained_path(name))
-        images = test_images(ckpt, data_root)
+        images = _full_test_images(ckpt, data_root, f"Re-checking {name}'s recorded bpd")
         n = None if full else record["subset_images"]
         measured = evaluate(model, images, record["importance_samples"], max_images=n)
         recorded = record["test_bpd"] if full else record["subset_bpd"]

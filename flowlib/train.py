@@ -47,8 +47,12 @@ Behaviour worth knowing:
   stored one), continuing its step count, wall time and data order, with a fresh
   optimizer and learning-rate warm-up: how a run continues across machines that only
   keep the shipped checkpoint, which holds no optimizer state.
-* **Devices.** CUDA when available, else the CPU; ``device`` overrides. ``bf16`` runs the
-  forward pass under bfloat16 autocast (CUDA only); the loss is summed in float32.
+* **Devices and precision.** CUDA when available, else the CPU; ``device`` overrides.
+  ``bf16`` runs the coupling networks in bfloat16 (on by default on CPUs with AMX or
+  AVX512-BF16, off elsewhere unless asked for); everything else, log-dets and loss
+  included, stays in float32, and evaluation and sampling run in full precision.
+  ``grad_checkpoint`` recomputes the coupling networks in the backward pass instead of
+  keeping their activations (less memory, more time).
 * **torchrun.** With ``WORLD_SIZE`` in the environment, the process group is initialised
   (nccl on CUDA, gloo on CPU), ActNorm is initialised on every rank (its statistics are
   averaged over ranks) before the model is wrapped in DistributedDataParallel, and only
@@ -63,7 +67,8 @@ import torch
 
 from .checkpoints import CheckpointError, load_checkpoint, read_checkpoint
 from .models import build_model
-from .runtime import Distributed, resolve_device
+from .run_state import lr_at
+from .runtime import Distributed
 from .train_config import (
     ARCHITECTURE_FIELDS,
     IDENTITY_FIELDS,
@@ -72,7 +77,7 @@ from .train_config import (
     run_checkpoint,
     run_config,
 )
-from .training_run import TrainingDiverged, TrainingRun, TrainResult, compute_loss, lr_at
+from .training_run import TrainingDiverged, TrainingRun, TrainResult, compute_loss
 
 __all__ = [
     "CheckpointError",
@@ -104,10 +109,6 @@ def run_training(config: TrainConfig, resume: bool = False) -> TrainResult:
     """:func:`train` with exactly ``config``: its fields are not merged with stored ones
     (the command line merges them itself, with the options the user typed)."""
     cfg = config.resolved()
-    if cfg.bf16 and resolve_device(cfg.device).type != "cuda":
-        raise ValueError(
-            "--bf16 needs CUDA: bfloat16 autocast is only used on GPUs, and this run is on the CPU."
-        )
     start = _starting_point(cfg, resume)
     torch.manual_seed(cfg.seed)  # build before touching data or processes: bad sizes fail fast
     model = build_model(

@@ -74,7 +74,8 @@ class TrainConfig:
     max_bad_steps: int = 20
     seed: int = 0
     device: str | None = None
-    bf16: bool = False
+    bf16: bool | None = None  # None: on for CPUs with bf16 support, off otherwise
+    grad_checkpoint: bool = False
     channels_last: bool | None = None  # None: on for the CPU, off for CUDA
     data_root: str | None = None
     progress: bool = True

@@ -18,17 +18,13 @@ from torch import nn
 
 from .averaging import WeightAverage
 from .batches import ShardedBatches, random_hflip
-from .checkpoints import (
-    load_weights,
-    remove_stale_temporaries,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-    stored_step,
-)
+from .checkpoints import remove_stale_temporaries, rng_state, save_checkpoint, stored_step
 from .data import dataset_info
+from .data.embedded import test_label
+from .layers.networks_mode import coupling_networks, cpu_has_bf16
 from .metrics import evaluate_bpd
 from .run_files import prepare_metrics, write_config, write_metrics
+from .run_state import RunState, Window, lr_at, restored, started_from
 from .runtime import Distributed, StopFlag, describe_device, fixed_rng, log, seed_for
 from .train_config import TrainConfig, run_checkpoint
 from .viz import save_grid
@@ -51,42 +47,7 @@ class TrainResult:
     skipped_steps: int
     images_per_s: float | None
     interrupted: bool = False
-
-
-@dataclass
-class RunState:
-    """Where a run stands; restored from a checkpoint, or fresh."""
-
-    step: int = 0
-    skipped: int = 0
-    wall_time: float = 0.0
-    test_bpd: float | None = None
-    warmup_from: int = 0  # the step the learning-rate warm-up counts from
-    resumed: bool = False
-
-
-@dataclass
-class _Window:
-    """Losses and timings since the last metrics row."""
-
-    loss: float = 0.0
-    n: int = 0
-    images: int = 0
-    time: float = 0.0
-
-    def images_per_s(self) -> float | None:
-        return self.images / self.time if self.time > 0 else None
-
-    def train_bpd(self) -> float | None:
-        return self.loss / self.n if self.n else None
-
-
-def lr_at(cfg: TrainConfig, step: int, warmup_from: int = 0) -> float:
-    """Adam's learning rate at ``step``: linear warm-up over ``warmup_steps`` steps counted
-    from ``warmup_from``, then ``cfg.lr``."""
-    if not cfg.warmup_steps:
-        return cfg.lr
-    return cfg.lr * min(1.0, (step - warmup_from + 1) / cfg.warmup_steps)
+    data: str = ""  # which data it trained on: the full dataset or the embedded subset
 
 
 def compute_loss(objective: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -105,19 +66,28 @@ class _Objective(nn.Module):
         return self.flow.bpd(x).float().mean()
 
 
+def network_precision(bf16: bool | None, device: torch.device):
+    """(dtype of the coupling networks, None for the flow's own; why), for ``--bf16``."""
+    if bf16 is None:
+        if device.type == "cpu" and cpu_has_bf16():
+            return torch.bfloat16, "this CPU computes bfloat16 natively; --no-bf16 turns it off"
+        return None, ""
+    return (torch.bfloat16, "--bf16") if bf16 else (None, "")
+
+
 def _load_data(cfg: TrainConfig, dd: Distributed):
-    """(training images, shuffled test images or None off rank 0); rank 0 loads first."""
+    """(training set, shuffled test images or None off rank 0); rank 0 loads first."""
     info = dataset_info(cfg.dataset)
     if not dd.main:
         dd.barrier()  # rank 0 first, so a dataset cache is written once
-    train_images = info.images(info.train_split, cfg.n_bits, cfg.size, cfg.data_root)
+    train_set = info.split(info.train_split, cfg.n_bits, cfg.size, cfg.data_root)
     test_images = None
     if dd.main:  # shuffled once with a fixed seed: periodic evaluations use a fair fixed subset
         test_images = info.images(info.test_split, cfg.n_bits, cfg.size, cfg.data_root)
         order = torch.randperm(len(test_images), generator=torch.Generator().manual_seed(0))
         test_images = test_images[order]  # (MNIST's first 5,000 are easier)
         dd.barrier()
-    return train_images, test_images
+    return train_set, test_images
 
 
 class TrainingRun:
@@ -129,7 +99,9 @@ class TrainingRun:
         self.cfg, self.model, self.dd = cfg, model, dd
         self.out, self.ckpt_file = Path(cfg.out), run_checkpoint(cfg.out)
         self.log = log if dd.main else (lambda msg: None)
-        self.train_images, self.test_images = _load_data(cfg, dd)
+        train_set, self.test_images = _load_data(cfg, dd)
+        self.train_images, self.data_source = train_set.images, train_set.source
+        self.test_label = test_label(self.data_source)
         self.batches = ShardedBatches(
             len(self.train_images), cfg.batch_size, cfg.seed, dd.rank, dd.world
         )
@@ -140,9 +112,19 @@ class TrainingRun:
         )
         use_cl = cfg.channels_last if cfg.channels_last is not None else dd.device.type == "cpu"
         self.memory_format = torch.channels_last if use_cl else torch.contiguous_format
+        self.net_dtype, self.bf16_reason = network_precision(cfg.bf16, dd.device)
         model.to(device=dd.device, memory_format=self.memory_format)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-        self.state = self._restore(start) if resume else self._begin(start)
+        if resume:
+            if dd.main:
+                remove_stale_temporaries(self.ckpt_file)
+            self.state = restored(start, model, self.optimizer, cfg.seed, dd.rank, self.ckpt_file)
+        elif start is not None:
+            self.state = started_from(start, model, cfg, dd.rank, self.total_steps)
+        else:
+            torch.manual_seed(seed_for(cfg.seed, dd.rank, 1))  # per-rank dequantization noise
+            self._initialise_actnorm()
+            self.state = RunState()
         model.train()
         self.average = self._weight_average(start)
         if resume:
@@ -151,52 +133,11 @@ class TrainingRun:
         self.hardware = (
             f"{describe_device(dd.device, dd.world)}, {platform.processor() or platform.machine()}"
         )
-        self.window, self.smoothed_loss, self.last_norm = _Window(), None, None
+        self.window, self.smoothed_loss, self.last_norm = Window(), None, None
         self.images_per_s = self.train_bpd = None
         self.bad_in_row = 0
 
     # ------------------------------------------------------------------ start
-
-    def _restore(self, ckpt: dict) -> RunState:
-        """The state of the checkpoint being resumed: weights, optimizer, RNG, position."""
-        if self.dd.main:
-            remove_stale_temporaries(self.ckpt_file)
-        load_weights(self.model, ckpt["model"], self.ckpt_file)
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        step = ckpt["step"]
-        warmup_from = ckpt.get("warmup_from")
-        if warmup_from is None:  # written before lr_at: its LambdaLR counted from there
-            warmup_from = step - ((ckpt.get("scheduler") or {}).get("last_epoch") or step)
-        rngs = ckpt.get("rng") or []
-        if self.dd.rank < len(rngs) and rngs[self.dd.rank] is not None:
-            set_rng_state(rngs[self.dd.rank])
-        else:  # e.g. a checkpoint written on Ctrl-C under DDP holds rank 0's RNG only
-            torch.manual_seed(seed_for(self.cfg.seed, self.dd.rank, step))
-        return RunState(
-            step=step,
-            skipped=ckpt.get("skipped_steps", 0),
-            wall_time=ckpt.get("wall_time", 0.0),
-            test_bpd=ckpt.get("test_bpd"),
-            warmup_from=warmup_from,
-            resumed=True,
-        )
-
-    def _begin(self, init: dict | None) -> RunState:
-        """A new run: from ``init``'s weights and position, or ActNorm's data-dependent init."""
-        if init is None:
-            torch.manual_seed(seed_for(self.cfg.seed, self.dd.rank, 1))  # per-rank noise
-            self._initialise_actnorm()
-            return RunState()
-        load_weights(self.model, init["model"], self.cfg.init_from)
-        step, wall_time = init.get("step") or 0, init.get("wall_time") or 0.0
-        if step >= self.total_steps:
-            raise ValueError(
-                f"{self.cfg.init_from} is at step {step:,}, and this run would stop "
-                f"at step {self.total_steps:,}: the step count continues from the "
-                f"checkpoint, so ask for more --max-steps or --epochs."
-            )
-        torch.manual_seed(seed_for(self.cfg.seed, self.dd.rank, step))
-        return RunState(step=step, wall_time=wall_time, warmup_from=step)
 
     def _initialise_actnorm(self) -> None:
         """ActNorm's data-dependent init, on every rank before DDP (stats all-reduced inside)."""
@@ -231,7 +172,8 @@ class TrainingRun:
         options = "".join(
             [
                 ", channels_last" if self.memory_format == torch.channels_last else "",
-                ", bf16 autocast" if cfg.bf16 else "",
+                f", coupling networks in bfloat16 ({self.bf16_reason})" if self.net_dtype else "",
+                ", gradient checkpointing" if cfg.grad_checkpoint else "",
                 f", evaluated with weights averaged at decay {cfg.ema}" if self.average else "",
             ]
         )
@@ -300,6 +242,7 @@ class TrainingRun:
                 test_bpd=st.test_bpd,
                 warmup_from=st.warmup_from,
                 hardware=self.hardware,
+                data_source=self.data_source,
                 ema_model=average.state_dict() if average else None,
                 ema_updates=average.updates if average else 0,
             )
@@ -328,10 +271,7 @@ class TrainingRun:
         st, cfg = self.state, self.cfg
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(cfg, st.step, st.warmup_from)
-        autocast = (
-            torch.autocast("cuda", dtype=torch.bfloat16) if cfg.bf16 else contextlib.nullcontext()
-        )
-        with autocast:
+        with coupling_networks(self.net_dtype, cfg.grad_checkpoint):
             loss = compute_loss(self.objective, x)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()  # also when non-finite: under DDP every rank must join the all-reduce
@@ -405,7 +345,7 @@ class TrainingRun:
                 grad_norm=self.last_norm,
             )
             self.images_per_s, self.train_bpd = self.window.images_per_s(), self.window.train_bpd()
-            self.window = _Window()
+            self.window = Window()
         if main and (st.step % 10 == 0 or do_eval):
             self._show_progress(bar)
         if do_eval:
@@ -436,7 +376,7 @@ class TrainingRun:
         n_test = len(self.test_images) if n_eval is None else min(n_eval, len(self.test_images))
         self.log(
             f"step {st.step}: {'final ' if last else ''}test bpd {st.test_bpd:.4f} "
-            f"({n_test} test images), train bpd {s if s is not None else float('nan'):.4f}, "
+            f"({n_test} {self.test_label}), train bpd {s if s is not None else float('nan'):.4f}, "
             f"{st.skipped} skipped step(s), {st.wall_time:.0f} s of training"
         )
 
@@ -457,7 +397,7 @@ class TrainingRun:
         )
         self.log(
             f"step {st.step}: test bpd {st.test_bpd:.4f} "
-            f"({min(n, len(self.test_images))} test images)"
+            f"({min(n, len(self.test_images))} {self.test_label})"
         )
 
     def run(self) -> TrainResult:
@@ -524,6 +464,7 @@ class TrainingRun:
             skipped_steps=st.skipped,
             images_per_s=self.images_per_s,
             interrupted=interrupted,
+            data=self.data_source,
         )
 
 

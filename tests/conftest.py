@@ -24,6 +24,13 @@ def _has(root: Path, need: str | None = None) -> bool:
     return any((root / _SUBFOLDERS[n]).is_dir() for n in needs)
 
 
+def _unnamed_places() -> list[Path]:
+    """Where to look without FLOWLIB_DATA: ../shared/data (unless FLOWLIB_NO_SHARED_DATA=1,
+    as on a fresh clone), then the repository's data/."""
+    shared = [] if os.environ.get("FLOWLIB_NO_SHARED_DATA") else [REPO.parent / "shared" / "data"]
+    return [*shared, REPO / "data"]
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     """Folder with the real data; fails on a wrong FLOWLIB_DATA, skips when none exists."""
@@ -36,7 +43,7 @@ def data_root() -> Path:
                 f"Fix it or unset it. {_HOW}"
             )
         return root
-    for root in (REPO.parent / "shared" / "data", REPO / "data"):
+    for root in _unnamed_places():
         if _has(root):
             return root
     pytest.skip(

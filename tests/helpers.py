@@ -1,10 +1,44 @@
-"""Small helpers for the tests: seeded random inputs.
+"""Shared scaffolding of the tests: seeded random inputs, the tiny training run.
 
-Perturbing zero-initialised layers is ``flowlib.checks.perturb_``, which the notebooks use too."""
+Perturbing zero-initialised layers is ``flowlib.checks.perturb_``, which the notebooks use too.
+"""
 
 from __future__ import annotations
 
 import torch
+
+from flowlib.train_config import TrainConfig
+
+# A Glow of ~1k parameters on real MNIST that trains at hundreds of steps per second.
+TINY_RUN = dict(
+    model="glow",
+    dataset="mnist",
+    K=1,
+    L=1,
+    hidden=8,
+    batch_size=16,
+    max_steps=10,
+    lr=1e-3,
+    warmup_steps=5,
+    eval_every=0,
+    eval_images=64,
+    final_eval_images=64,
+    sample_every=0,
+    checkpoint_every=0,
+    log_every=5,
+    init_batch_size=32,
+    progress=False,
+)
+# The same run as `flowlib train` options (length, folder and data are the test's).
+TINY_ARGS = (
+    "--K 1 --L 1 --hidden 8 --batch-size 16 --warmup-steps 5 --eval-every 0 "
+    "--final-eval-images 64 --sample-every 0 --no-progress"
+).split()
+
+
+def tiny(out, data_root, **kw) -> TrainConfig:
+    """:data:`TINY_RUN` in the folder ``out`` on the data in ``data_root``; ``kw`` override."""
+    return TrainConfig(**{**TINY_RUN, "out": str(out), "data_root": str(data_root), **kw})
 
 
 def randn(*shape, dtype=torch.float64, seed: int = 0) -> torch.Tensor:

@@ -12,30 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import TINY_ARGS
 from PIL import Image
 
 from flowlib import checkpoints as C
 from flowlib import cli
-
-TINY = [
-    "--K",
-    "1",
-    "--L",
-    "1",
-    "--hidden",
-    "8",
-    "--batch-size",
-    "16",
-    "--warmup-steps",
-    "5",
-    "--eval-every",
-    "0",
-    "--final-eval-images",
-    "64",
-    "--sample-every",
-    "0",
-    "--no-progress",
-]
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
@@ -78,12 +59,8 @@ def wait_for_checkpoint(
 def run_dir(tmp_path_factory, mnist_root) -> Path:
     """A tiny trained MNIST Glow run folder."""
     out = tmp_path_factory.mktemp("cli") / "run"
-    assert (
-        cli.main(
-            ["train", "--out", str(out), "--data-root", str(mnist_root), "--max-steps", "8", *TINY]
-        )
-        == 0
-    )
+    argv = ["train", "--out", out, "--data-root", mnist_root, "--max-steps", 8, *TINY_ARGS]
+    assert cli.main([str(a) for a in argv]) == 0
     return out
 
 
@@ -227,7 +204,7 @@ def test_kill_9_then_resume_continues_from_the_last_checkpoint(tmp_path, mnist_r
         5,
         "--log-every",
         1,
-        *TINY,
+        *TINY_ARGS,
     )
     wait_for_checkpoint(ckpt, 5, proc)
     time.sleep(0.3)  # let it run on, maybe into the next checkpoint write
@@ -264,7 +241,7 @@ def test_sigint_saves_a_checkpoint_and_exits_130(tmp_path, mnist_root):
         100000,
         "--checkpoint-every",
         5,
-        *TINY,
+        *TINY_ARGS,
     )
     wait_for_checkpoint(ckpt, 5, proc)
     proc.send_signal(signal.SIGINT)

@@ -34,24 +34,30 @@ from flowlib.layers import (
 )
 
 
+def real(x):
+    """The input domain of most layers: any real values."""
+    return x
+
+
 def masked(scale, mask_kind):
     c, h, w = 2, 4, 4
     mask = checkerboard_mask(h, w) if mask_kind == "checkerboard" else channel_mask(c)
     net = GatedConvNet(c, 8, out_channels=net_out_channels(c, scale))
-    return MaskedAffineCoupling(net, mask, scale, channels=c), (c, h, w)
+    return MaskedAffineCoupling(net, mask, scale, channels=c), (c, h, w), real
 
 
 def channel(scale):
     net = GlowCouplingNet(2, net_out_channels(2, scale), hidden=8)
-    return ChannelAffineCoupling(net, 4, scale), (4, 4, 4)
+    return ChannelAffineCoupling(net, 4, scale), (4, 4, 4), real
 
 
 def actnorm():
     layer = ActNorm(3)
     layer(randn(8, 3, 4, 4, seed=5) * 3 + 1)  # data-dependent init
-    return layer, (3, 4, 4)
+    return layer, (3, 4, 4), real
 
 
+# name -> () -> (layer, input shape, map from N(0, 1) samples into the layer's input domain)
 LAYERS = {
     **{
         f"masked-{m}-{s}": (lambda s=s, m=m: masked(s, m))
@@ -60,60 +66,59 @@ LAYERS = {
     },
     **{f"channel-{s}": (lambda s=s: channel(s)) for s in ("tanh", "sigmoid", "additive")},
     "actnorm": actnorm,
-    "conv1x1": lambda: (InvConv1x1(4), (4, 3, 3)),
-    "conv1x1_lu": lambda: (InvConv1x1LU(4), (4, 3, 3)),
-    "reverse": lambda: (ReversePermutation(5), (5, 2, 2)),
-    "shuffle": lambda: (ShufflePermutation(5), (5, 2, 2)),
-    "squeeze": lambda: (Squeeze(), (2, 4, 4)),
-    "split": lambda: (Split(4), (4, 3, 3)),
-    "learned_prior": lambda: (LearnedPrior(3), (3, 2, 2)),
-    "logit": lambda: (LogitTransform(1e-3), (2, 3, 3)),
+    "conv1x1": lambda: (InvConv1x1(4), (4, 3, 3), real),
+    "conv1x1_lu": lambda: (InvConv1x1LU(4), (4, 3, 3), real),
+    "reverse": lambda: (ReversePermutation(5), (5, 2, 2), real),
+    "shuffle": lambda: (ShufflePermutation(5), (5, 2, 2), real),
+    "squeeze": lambda: (Squeeze(), (2, 4, 4), real),
+    "split": lambda: (Split(4), (4, 3, 3), real),
+    "learned_prior": lambda: (LearnedPrior(3), (3, 2, 2), real),
+    "logit": lambda: (LogitTransform(1e-3), (2, 3, 3), torch.sigmoid),  # values in (0, 1)
     "sequential": lambda: (
         FlowSequential(actnorm()[0], InvConv1x1(3), ReversePermutation(3)),
         (3, 4, 4),
+        real,
     ),
 }
 
 
 def make(name, dtype=torch.float64):
-    layer, shape = LAYERS[name]()
+    """(layer perturbed away from the identity, in ``dtype``; a batch of valid inputs)."""
+    layer, shape, domain = LAYERS[name]()
     perturb_(layer, scale=0.1)
-    return layer.to(dtype), shape
-
-
-def inputs(name, shape, dtype=torch.float64, batch=3, seed=1):
-    x = randn(batch, *shape, dtype=dtype, seed=seed)
-    return torch.sigmoid(x) if name == "logit" else x
+    return layer.to(dtype), lambda batch=3, seed=1: domain(
+        randn(batch, *shape, dtype=dtype, seed=seed)
+    )
 
 
 @pytest.mark.parametrize("name", sorted(LAYERS))
 def test_round_trip_float64(name):
-    layer, shape = make(name)
-    assert checks.check_invertibility(layer, inputs(name, shape)) < 1e-10
+    layer, inputs = make(name)
+    assert checks.check_invertibility(layer, inputs()) < 1e-10
 
 
 @pytest.mark.parametrize("name", sorted(LAYERS))
 def test_round_trip_float32(name):
-    layer, shape = make(name, torch.float32)
-    assert checks.check_invertibility(layer, inputs(name, shape, torch.float32)) < 1e-5
+    layer, inputs = make(name, torch.float32)
+    assert checks.check_invertibility(layer, inputs()) < 1e-5
 
 
 @pytest.mark.parametrize("name", sorted(LAYERS))
 def test_logdet_matches_jacobian(name):
-    layer, shape = make(name)
-    assert checks.check_logdet(layer, inputs(name, shape, batch=2)) < 1e-8
+    layer, inputs = make(name)
+    assert checks.check_logdet(layer, inputs(batch=2)) < 1e-8
 
 
 @pytest.mark.parametrize("name", sorted(LAYERS))
 def test_logdet_consistency(name):
-    layer, shape = make(name)
-    assert checks.check_logdet_consistency(layer, inputs(name, shape)) < 1e-8
+    layer, inputs = make(name)
+    assert checks.check_logdet_consistency(layer, inputs()) < 1e-8
 
 
 @pytest.mark.parametrize("name", sorted(LAYERS))
 def test_logdet_shape_and_dtype(name):
-    layer, shape = make(name, torch.float32)
-    z, logdet = layer(inputs(name, shape, torch.float32, batch=5))
+    layer, inputs = make(name, torch.float32)
+    z, logdet = layer(inputs(batch=5))
     assert logdet.shape == (5,) and logdet.dtype == torch.float32
 
 
@@ -338,7 +343,8 @@ def test_learned_prior_class_conditional_needs_labels():
     ],
 )
 def test_wrong_channel_count_is_a_clear_error(name):
-    layer, (c, h, w) = make(name, torch.float32)
+    layer, inputs = make(name, torch.float32)
+    _, c, h, w = inputs().shape
     with pytest.raises(ValueError, match=f"expected.*{c}"):
         layer(torch.zeros(2, c + 1, h, w))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_train import tiny
+from helpers import tiny
 
 from flowlib import checkpoints as C
 from flowlib import models

@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 
 from ..layers.dequantization import check_n_bits
 from .bits import quantize
+from .embedded import CELEBA_SIZE, announce, describe, embedded_file, load_split
 from .locate import (
     DataNotFoundError,
     DataWarning,
@@ -22,6 +23,7 @@ from .locate import (
     _how_to_get,
     default_cache_dir,
     find_data_root,
+    named_explicitly,
 )
 
 logger = logging.getLogger(__name__)
@@ -216,8 +218,11 @@ class CelebA(Dataset):
         crop: side of the center crop taken before resizing.
         cache: True (default cache folder), False (no cache) or a cache folder.
 
+    Where no CelebA folder is found and none was named (``root``, ``$FLOWLIB_DATA``), the
+    embedded 32x32 subset of ``data/embedded/`` stands in, and ``.source`` says so.
+
     Attributes:
-        images, attributes, filenames, attr_names, split, size, n_bits, root.
+        images, attributes, filenames, attr_names, split, size, n_bits, root, source.
     """
 
     def __init__(
@@ -235,7 +240,41 @@ class CelebA(Dataset):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"CelebA {name} must be a positive int (pixels), got {value!r}.")
         check_n_bits(n_bits)
-        self.root = find_data_root(root, need="celeba")
+        self.split, self.size, self.n_bits, self.crop = split, size, n_bits, crop
+        try:
+            self.root = find_data_root(root, need="celeba")
+        except DataNotFoundError:
+            path = None if named_explicitly(root) else embedded_file("CelebA")
+            if path is None:
+                raise
+            self._load_embedded(path)
+            return
+        self.source = f"CelebA ({self.root / 'celeba'})"
+        files, images, attributes = self._load_files(cache)
+        self.filenames: list[str] = files
+        self.images: torch.Tensor = torch.from_numpy(quantize(images, n_bits))
+        self.attributes: torch.Tensor = attributes
+
+    def _load_embedded(self, path) -> None:
+        """The faces of this split from the embedded 32x32 subset."""
+        if (self.size, self.crop) != (CELEBA_SIZE, 148):
+            raise DataNotFoundError(
+                f"No CelebA data found, and the embedded subset ({path}) holds 32x32 faces "
+                f"(crop 148) only, not size={self.size}, crop={self.crop}. " + _how_to_get("CelebA")
+            )
+        announce("CelebA", path, "no CelebA files found")
+        splits = [k for k in _CELEBA_SPLITS if k != "all"] if self.split == "all" else [self.split]
+        parts = [load_split(path, s) for s in splits]
+        self.root, self.source = path, describe("CelebA", path)
+        self.attr_names = [str(n) for n in parts[0]["attr_names"]]
+        self.filenames = [str(f) for p in parts for f in p["filenames"]]
+        images = np.concatenate([p["images"] for p in parts])
+        self.images = torch.from_numpy(quantize(images, self.n_bits))
+        self.attributes = torch.from_numpy(np.concatenate([p["attributes"] for p in parts])).long()
+
+    def _load_files(self, cache):
+        """(file names, 8-bit images, attributes) of this split from the CelebA folder."""
+        split, size, crop = self.split, self.size, self.crop
         folder = self.root / "celeba"
         image_dir = _image_dir(folder)
         if image_dir is None:
@@ -280,12 +319,8 @@ class CelebA(Dataset):
                 f"CelebA: no readable images in {image_dir}. " + _how_to_get("CelebA")
             )
 
-        self.split, self.size, self.n_bits, self.crop = split, size, n_bits, crop
-        self.filenames: list[str] = files
-        self.images: torch.Tensor = torch.from_numpy(quantize(images, n_bits))
-        self.attributes: torch.Tensor = _parse_attributes(
-            attr_table, files, len(self.attr_names), attr_path
-        )
+        attributes = _parse_attributes(attr_table, files, len(self.attr_names), attr_path)
+        return files, images, attributes
 
     @staticmethod
     def _select(on_disk, attr_table, partition, attr_path, part_path, split) -> list[str]:

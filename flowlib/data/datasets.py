@@ -46,10 +46,15 @@ class DatasetInfo:
                 f"{self.title} images come at size {allowed} here (--size), got {size}."
             )
 
+    def split(self, split: str, n_bits: int, size: int, root=None) -> Dataset:
+        """The dataset of ``split`` at ``n_bits`` and ``size``; ``.images`` is (N, C, S, S)
+        uint8, ``.source`` says which data it is (full, or the embedded subset)."""
+        self.check_size(size)
+        return self.load(root=root, split=split, n_bits=n_bits, size=size)
+
     def images(self, split: str, n_bits: int, size: int, root=None) -> torch.Tensor:
         """The (N, C, size, size) uint8 images of ``split`` at ``n_bits``."""
-        self.check_size(size)
-        return self.load(root=root, split=split, n_bits=n_bits, size=size).images
+        return self.split(split, n_bits, size, root).images
 
 
 def _mnist(root, split, n_bits, size):

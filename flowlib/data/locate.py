@@ -51,6 +51,12 @@ def _candidates(root) -> list[tuple[str, Path | None, bool]]:
     ]
 
 
+def named_explicitly(root) -> bool:
+    """Whether a place was named (``root`` or ``$FLOWLIB_DATA``): then missing data is an
+    error, never a reason to download or to fall back on the embedded subset."""
+    return root is not None or bool(os.environ.get("FLOWLIB_DATA"))
+
+
 def _how_to_get(name: str) -> str:
     readme = repo_data_dir() / "README.md"
     if name == "MNIST":

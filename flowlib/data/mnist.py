@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import gzip
+import os
+import socket
 import struct
+import sys
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 import torch
@@ -13,6 +17,7 @@ from torch.utils.data import Dataset
 from ..layers.dequantization import check_n_bits
 from . import locate
 from .bits import quantize
+from .embedded import announce, describe, embedded_file, load_split
 from .locate import DataNotFoundError, _how_to_get, find_data_root
 
 _MNIST_FILES = {
@@ -86,10 +91,15 @@ def _idx_file(raw: Path, name: str) -> Path:
 
 
 def _download_mnist(root, error: DataNotFoundError) -> Path:
-    """Download MNIST with torchvision into the first explicit place (``root``, then
-    ``$FLOWLIB_DATA``), else the repository's ``data/``. Returns that folder."""
+    """Download MNIST with torchvision (which checks its files' MD5 sums) into the first
+    explicit place (``root``, then ``$FLOWLIB_DATA``), else the repository's ``data/``.
+    Returns that folder."""
     target = next(
         (p for _, p, _ in locate._candidates(root) if p is not None), locate.repo_data_dir()
+    )
+    print(
+        f"flowlib.data: downloading MNIST with torchvision into {target / 'MNIST' / 'raw'} ...",
+        file=sys.stderr,
     )
     try:
         import torchvision.datasets
@@ -102,6 +112,63 @@ def _download_mnist(root, error: DataNotFoundError) -> Path:
             f"{type(err).__name__}: {err}"
         ) from err
     return target
+
+
+def _mirror_reachable(timeout: float = 5.0) -> bool:
+    """Whether torchvision's first MNIST mirror answers; False with FLOWLIB_OFFLINE=1."""
+    if os.environ.get("FLOWLIB_OFFLINE", "") not in ("", "0"):
+        return False
+    try:
+        import torchvision.datasets
+
+        host = urlparse(torchvision.datasets.MNIST.mirrors[0]).hostname
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except (OSError, ImportError, AttributeError, IndexError):
+        return False
+
+
+def _find_or_fetch(root, download: bool | None) -> Path | None:
+    """The folder holding MNIST/raw/, downloading it if allowed; None: use the embedded subset.
+
+    ``download`` True: download when not found, else fail. None (the default): download when
+    nothing was named explicitly and the mirror answers, else fall back. False: never.
+    """
+    try:
+        return find_data_root(root, need="MNIST")
+    except DataNotFoundError as err:
+        if download:
+            return _download_mnist(root, err)
+        if locate.named_explicitly(root):
+            raise
+        if download is None and _mirror_reachable():
+            try:
+                return _download_mnist(root, err)
+            except DataNotFoundError as failed:
+                print(f"flowlib.data: {str(failed).splitlines()[-1]}", file=sys.stderr)
+        if embedded_file("MNIST") is None:
+            raise
+        return None
+
+
+def _read_split(root, split: str, download) -> tuple[np.ndarray, np.ndarray, Path, str]:
+    """(images (N, 28, 28), labels (N,), where they came from, a description of the data)."""
+    folder = _find_or_fetch(root, download)
+    if folder is None:
+        path = embedded_file("MNIST")
+        announce("MNIST", path, "no MNIST files found and none could be downloaded")
+        arrays = load_split(path, split)
+        return arrays["images"], arrays["labels"], path, describe("MNIST", path)
+    raw = folder / "MNIST" / "raw"
+    image_name, label_name = _MNIST_FILES[split]
+    images = read_idx(_idx_file(raw, image_name), expected_magic=2051)
+    labels = read_idx(_idx_file(raw, label_name), expected_magic=2049)
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise ValueError(
+            f"{raw}: {image_name} has shape {images.shape} but {label_name} has shape "
+            f"{labels.shape}; expected (N, 28, 28) images and N labels. Re-download both."
+        )
+    return images, labels, folder, f"MNIST ({raw})"
 
 
 class MNIST(Dataset):
@@ -117,8 +184,14 @@ class MNIST(Dataset):
         n_bits: bits per pixel to keep, 1..8.
         pad_to_32: zero-pad by 2 pixels on each side (for models that halve the size
             several times).
-        download: when no local copy is found, download with torchvision into
-            ``root``, else ``$FLOWLIB_DATA``, else the repository's ``data/``.
+        download: when no local copy is found, True downloads with torchvision into
+            ``root``, else ``$FLOWLIB_DATA``, else the repository's ``data/``; None (the
+            default) does so only when no place was named and the mirror answers; False
+            never does. Where nothing is found or fetched, the embedded subset of
+            ``data/embedded/`` stands in, and ``.source`` says so.
+
+    Attributes:
+        images, labels, split, n_bits, root (a folder, or the embedded file), source.
     """
 
     def __init__(
@@ -127,26 +200,12 @@ class MNIST(Dataset):
         split: str = "train",
         n_bits: int = 8,
         pad_to_32: bool = False,
-        download: bool = False,
+        download: bool | None = None,
     ):
         if split not in _MNIST_FILES:
             raise ValueError(f"MNIST split must be one of {list(_MNIST_FILES)}, got {split!r}.")
         check_n_bits(n_bits)
-        try:
-            self.root = find_data_root(root, need="MNIST")
-        except DataNotFoundError as err:
-            if not download:
-                raise
-            self.root = _download_mnist(root, err)
-        raw = self.root / "MNIST" / "raw"
-        image_name, label_name = _MNIST_FILES[split]
-        images = read_idx(_idx_file(raw, image_name), expected_magic=2051)
-        labels = read_idx(_idx_file(raw, label_name), expected_magic=2049)
-        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-            raise ValueError(
-                f"{raw}: {image_name} has shape {images.shape} but {label_name} has shape "
-                f"{labels.shape}; expected (N, 28, 28) images and N labels. Re-download both."
-            )
+        images, labels, self.root, self.source = _read_split(root, split, download)
         images = torch.from_numpy(quantize(images, n_bits)).unsqueeze(1)
         if pad_to_32:
             images = torch.nn.functional.pad(images, (2, 2, 2, 2))

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .networks_mode import run_network
 from .sequential import sum_except_batch
 from .validation import expect_channels
 
@@ -107,7 +108,7 @@ class MaskedAffineCoupling(nn.Module):
         h = x * mask
         if cond is not None:
             h = torch.cat([h, cond], dim=1)
-        log_s, t = self.affine(self.net(h))
+        log_s, t = self.affine(run_network(self.net, h))
         return log_s * (1 - mask), t * (1 - mask)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None):
@@ -139,7 +140,7 @@ class ChannelAffineCoupling(nn.Module):
 
     def _log_s_and_t(self, a: torch.Tensor, cond: torch.Tensor | None):
         h = a if cond is None else torch.cat([a, cond], dim=1)
-        return self.affine(self.net(h))
+        return self.affine(run_network(self.net, h))
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None):
         expect_channels(x, type(self).__name__, self.channels)

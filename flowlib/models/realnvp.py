@@ -113,8 +113,7 @@ class MultiscaleFlow(ImageFlow):
             *[channel_coupling(4 * c, hidden[1], invert=i % 2 == 1) for i in range(2)],
         )
         self.level2 = FlowSequential(
-            Squeeze(),
-            *[channel_coupling(8 * c, hidden[2], invert=i % 2 == 1) for i in range(4)],
+            Squeeze(), *[channel_coupling(8 * c, hidden[2], invert=i % 2 == 1) for i in range(4)]
         )
 
     def flow_forward(self, v, y=None):
