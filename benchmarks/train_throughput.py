@@ -4,13 +4,16 @@
     python benchmarks/train_throughput.py --quick    # fewer, shorter windows (~1 minute)
     python benchmarks/train_throughput.py --config mnist --device cuda
 
-For each architecture it builds flowlib's Glow (default memory layout and
-channels_last) and normflows' Glow with the same K, L and width, and times full
-training steps (dequantization, forward, backward, Adam) on random integer images:
+For each architecture it builds flowlib's Glow as ``flowlib train`` runs it (channels_last
+on the CPU, coupling networks in bfloat16 where the CPU computes it natively), the same
+in float32, and normflows' Glow with the same K, L and width in its default layout and in
+channels_last (its best CPU setting), and times full training steps (dequantization,
+forward, backward, Adam) on random integer images:
 warm-up, then several timed windows, interleaving the models window by window so
 that load from other processes hits all of them alike. It prints the median
-images/s, the ratio ours / normflows, and sampling throughput (64 samples at
-temperature 0.7). Speed does not depend on the pixel values, so no data is needed.
+images/s, the ratios of flowlib's default to each normflows variant, and sampling
+throughput (64 samples at temperature 0.7, full precision). Speed does not depend on
+the pixel values, so no data is needed.
 
 normflows' model follows its Glow example (GlowBlock, Squeeze, Merge, one
 DiagGaussian per level, LU 1x1 convs, sigmoid scale); it has no learned split
@@ -42,6 +45,22 @@ CONFIGS = {
 }
 
 
+def cpu_name() -> str:
+    """The CPU's model name, as lscpu prints it, and whether it computes bf16 natively."""
+    from flowlib.layers.networks_mode import cpu_has_bf16
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next(
+                line.split(":", 1)[1].strip() for line in f if line.startswith("model name")
+            )
+    except (OSError, StopIteration):
+        import platform
+
+        name = platform.processor() or platform.machine()
+    return f"{name} ({'with' if cpu_has_bf16() else 'without'} native bf16)"
+
+
 def _maybe_reexec(args) -> None:
     if args.no_malloc_tuning or all(os.environ.get(k) for k in MALLOC_ENV):
         return
@@ -51,10 +70,11 @@ def _maybe_reexec(args) -> None:
 # --------------------------------------------------------------------------- models
 
 
-def flowlib_glow(cfg, device, channels_last):
+def flowlib_glow(cfg, device, channels_last, net_dtype=None):
     import torch
 
     from flowlib import Glow
+    from flowlib.layers.networks_mode import coupling_networks
 
     torch.manual_seed(0)
     model = Glow(
@@ -65,7 +85,8 @@ def flowlib_glow(cfg, device, channels_last):
     n_bins = 2 ** cfg["n_bits"]
 
     def loss(x):
-        return model.bpd(x.contiguous(memory_format=fmt)).mean()
+        with coupling_networks(net_dtype):
+            return model.bpd(x.contiguous(memory_format=fmt)).mean()
 
     def sample(n, t):
         return model.sample(n, t)
@@ -103,11 +124,14 @@ def normflows_glow(cfg, device, channels_last=False):
             latent = (c * 2 ** (L + 1), h // 2**L, w // 2**L)
         q0.append(nf.distributions.DiagGaussian(latent))
     model = nf.MultiscaleFlow(q0, flows, merges, class_cond=False).to(device)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
     n_bins = 2 ** cfg["n_bits"]
     d = c * h * w
 
     def loss(x):  # dequantize to [0, 1) like nf.utils.Jitter, then bits per dim incl. the bin width
         v = (x.float() + torch.rand_like(x, dtype=torch.float)) / n_bins
+        v = v.contiguous(memory_format=fmt)
         return (model.forward_kld(v, None) + d * math.log(n_bins)) / (d * math.log(2))
 
     def sample(n, t):
@@ -163,13 +187,19 @@ def sample_time(model, sample, n, device):
 def bench_config(name, cfg, args, device):
     import torch
 
+    from flowlib.training_run import network_precision
+
+    net_dtype = network_precision(args.bf16, device)[0]
+    default = "flowlib train" + (" (bf16 nets)" if net_dtype else "")
+    cl = device.type == "cpu"  # flowlib train's layout on each device
     variants = {
-        "flowlib": lambda: flowlib_glow(cfg, device, False),
-        "flowlib channels_last": lambda: flowlib_glow(cfg, device, True),
+        default: lambda: flowlib_glow(cfg, device, cl, net_dtype),
+        "flowlib float32": lambda: flowlib_glow(cfg, device, cl),
         "normflows": lambda: normflows_glow(cfg, device),
+        "normflows channels_last": lambda: normflows_glow(cfg, device, True),
     }
-    if args.no_channels_last:
-        variants.pop("flowlib channels_last")
+    if net_dtype is None:
+        variants.pop("flowlib float32")
     built = {}
     for key, make in variants.items():
         model, loss, sample = make()
@@ -201,7 +231,7 @@ def bench_config(name, cfg, args, device):
         f"batch {cfg['batch']}; median of {args.windows} windows of {args.steps} steps"
     )
     print(
-        f"  {'model':24s} {'params':>10s} {'train img/s':>12s} {'(min-max)':>14s} "
+        f"  {'model':28s} {'params':>10s} {'train img/s':>12s} {'(min-max)':>14s} "
         f"{'sample img/s':>13s}"
     )
     med = {k: statistics.median(v) for k, v in train.items()}
@@ -209,15 +239,14 @@ def bench_config(name, cfg, args, device):
     for key in built:
         lo, hi = min(train[key]), max(train[key])
         print(
-            f"  {key:24s} {params[key]:>10,d} {med[key]:>12.0f} "
+            f"  {key:28s} {params[key]:>10,d} {med[key]:>12.0f} "
             f"{f'({lo:.0f}-{hi:.0f})':>14s} {smed[key]:>13.0f}"
         )
-    for key in built:
-        if key != "normflows":
-            print(
-                f"  {key} / normflows: training x{med[key] / med['normflows']:.2f}, "
-                f"sampling x{smed[key] / smed['normflows']:.2f}"
-            )
+    for peer in ("normflows", "normflows channels_last"):
+        print(
+            f"  {default} / {peer}: training x{med[default] / med[peer]:.2f}, "
+            f"sampling x{smed[default] / smed[peer]:.2f}"
+        )
     return med, smed
 
 
@@ -234,7 +263,12 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=None, help="training steps per window")
     parser.add_argument("--n-samples", dest="n_samples", type=int, default=64)
     parser.add_argument("--sample-windows", dest="sample_windows", type=int, default=None)
-    parser.add_argument("--no-channels-last", dest="no_channels_last", action="store_true")
+    parser.add_argument(
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="flowlib's coupling networks in bf16 (default: as flowlib train)",
+    )
     parser.add_argument(
         "--no-malloc-tuning",
         dest="no_malloc_tuning",
@@ -252,11 +286,13 @@ def main(argv=None):
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    from flowlib.runtime import resolve_device
+
+    device = resolve_device(args.device)
     where = (
         torch.cuda.get_device_name(device)
         if device.type == "cuda"
-        else f"CPU, {torch.get_num_threads()} threads, {os.cpu_count()} cores"
+        else f"{cpu_name()}, {torch.get_num_threads()} threads, {os.cpu_count()} cores"
     )
     malloc = "tuned" if all(os.environ.get(k) for k in MALLOC_ENV) else "default"
     print(f"torch {torch.__version__} on {where}; glibc malloc {malloc}")

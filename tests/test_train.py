@@ -35,10 +35,8 @@ def assert_same_state(a: dict, b: dict) -> None:
 
 @pytest.mark.slow
 def test_short_training_of_the_default_glow_gets_below_2_bpd(tmp_path, mnist_root):
-    # The bar: a short run of the default `flowlib train` (Glow K=4, L=2, width 64,
-    # logit preprocessing) takes MNIST test bpd below 2.0. Measured here (1 thread): 2.87
-    # after ActNorm's init (the logit alone already expands the dark bins; centred: 7.98),
-    # 1.92 after 150 steps of 64, 1.75 after 300 (1,000 test images), in 57 s.
+    # A short run of the default `flowlib train` (Glow K=4, L=2, width 64, logit
+    # preprocessing) takes MNIST test bpd below 2.0 (figures: benchmarks/README.md).
     cfg = tiny(
         tmp_path / "run",
         mnist_root,
