@@ -24,6 +24,7 @@ from html import escape
 from pathlib import Path
 
 from . import gradebook as course_gradebook
+from . import kernel_sandbox
 from .collect import Collection, Rejected, Submission, collect
 from .course import Course, GradingError, load_config
 from .job import JobSpec
@@ -45,6 +46,9 @@ class Options:
     keep_work: bool = False  # keep the job folders (their path is printed)
     data_cache: Path | None = None  # shared FLOWLIB_CACHE; by default each job has its own
     work_dir: Path | None = None  # where job folders go (default: the system's temp folder)
+    sandbox: bool = True  # each kernel in its own namespaces (autograder.kernel_sandbox)
+    processes: int = 256  # processes and threads per sandbox
+    tmp_size: int = 1 << 30  # bytes of the sandbox's private /tmp (its HOME and working folder)
 
 
 @dataclass
@@ -68,6 +72,11 @@ def grade(course: Course, sources: list[Path], out: Path, options: Options,
     if options.jobs < 1:
         raise GradingError("--jobs must be at least 1")
     timeout = options.timeout or int(load_config(course).Execute.timeout or 300)
+    if options.sandbox:
+        try:
+            kernel_sandbox.require()
+        except kernel_sandbox.SandboxUnavailable as err:
+            raise GradingError(str(err)) from None
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="flowlib-grade-", dir=options.work_dir))
     report = BatchReport()
@@ -136,7 +145,8 @@ def _drop_unwanted(found: Collection, wanted: list[str]) -> None:
 
 
 def _settings(t: Template, timeout: int, options: Options) -> str:
-    return f"{t.fingerprint} timeout={timeout} memory={options.memory} hidden={options.show_hidden}"
+    return (f"{t.fingerprint} timeout={timeout} memory={options.memory} hidden={options.show_hidden} "
+            f"sandbox={options.sandbox}")
 
 
 class _Merger:
@@ -242,10 +252,28 @@ class _JobRunner:
         data = self.flowlib.parent / "data"
         if data.is_dir():
             (lib / "data").symlink_to(data)  # flowlib's repo_data_dir(): pretrained checkpoints
+        (jobdir / "ipc").mkdir()
         o = self.options
+        sandbox = self._sandbox(jobdir, s).to_dict() if o.sandbox else None
         JobSpec(s.notebook, s.student, str(self.course.config_file), self.timeout, o.memory, o.max_file_size,
-                max(60, o.submission_timeout - 120), o.show_hidden).write(jobdir)
+                max(60, o.submission_timeout - 120), o.show_hidden, sandbox).write(jobdir)
         return tree_digest(lib / "flowlib")
+
+    def _sandbox(self, jobdir: Path, s: Submission) -> kernel_sandbox.SandboxSpec:
+        """What the kernel sees: Python, the job's flowlib, the data; it writes its sockets."""
+        data = [str(Path(os.environ["FLOWLIB_DATA"]).resolve())] if os.environ.get("FLOWLIB_DATA") else []
+        repo_data = self.flowlib.parent / "data"
+        if repo_data.is_dir():
+            data.append(str(repo_data.resolve()))
+        writable = [str(jobdir / "ipc")]
+        env = {}
+        if self.options.data_cache:
+            writable.append(str(self.options.data_cache.resolve()))
+            env["FLOWLIB_CACHE"] = str(self.options.data_cache.resolve())
+        return kernel_sandbox.SandboxSpec(
+            read_only=[*kernel_sandbox.python_paths(), str(jobdir / "lib"), *data], writable=writable,
+            work_files=str(jobdir / "autograded" / s.student / s.notebook), tmp_bytes=self.options.tmp_size,
+            processes=self.options.processes, env=env)
 
     def _execute(self, jobdir: Path, marker: str) -> dict:
         """Run the job; its report counts only if it carries the nonce sent on its stdin,

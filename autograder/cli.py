@@ -33,7 +33,8 @@ def _options(args):
     return Options(timeout=args.timeout, memory=parse_size(args.memory) if args.memory not in ("0", "none") else None,
                    jobs=args.jobs, submission_timeout=args.submission_timeout,
                    show_hidden=getattr(args, "show_hidden", False), force=getattr(args, "force", False),
-                   keep_work=args.keep_work, data_cache=getattr(args, "data_cache", None))
+                   keep_work=args.keep_work, data_cache=getattr(args, "data_cache", None),
+                   sandbox=not args.no_sandbox, processes=args.processes, tmp_size=parse_size(args.tmp_size))
 
 
 def cmd_grade(args) -> int:
@@ -103,6 +104,12 @@ def _limits(p: argparse.ArgumentParser, jobs: int = 1) -> None:
     p.add_argument("--submission-timeout", type=int, default=1800,
                    help="seconds for one whole submission before its grading is stopped (default 1800)")
     p.add_argument("--keep-work", action="store_true", help="keep the job folders, to debug the grader")
+    p.add_argument("--no-sandbox", action="store_true",
+                   help="run student code WITHOUT the sandbox: it can then read and change what your user can, "
+                        "and use the network (summary.md records it)")
+    p.add_argument("--processes", type=int, default=256, help="processes and threads per sandbox (default 256)")
+    p.add_argument("--tmp-size", default="1G", help="size of each sandbox's private /tmp, its HOME and "
+                                                    "working folder (default 1G)")
 
 
 def parser() -> argparse.ArgumentParser:

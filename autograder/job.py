@@ -39,6 +39,7 @@ class JobSpec:
     max_file_size: int | None
     notebook_timeout: int | None
     show_hidden: bool = False
+    sandbox: dict | None = None  # SandboxSpec of the kernel; None: no sandbox (--no-sandbox)
 
     def write(self, jobdir: Path) -> None:
         (jobdir / "job.json").write_text(json.dumps(asdict(self), indent=1))
@@ -69,7 +70,12 @@ def job_config(spec: JobSpec, jobdir: Path):
     # Unix sockets in the job's own TMPDIR: TCP ports picked by parallel jobs can collide
     # (a kernel then dies at start), and other local users could reach them
     config.KernelManager.transport = "ipc"
-    config.KernelManager.ip = str(jobdir / "kernel")  # socket files kernel-1 ... kernel-5 (an absolute path)
+    config.KernelManager.ip = str(jobdir / "ipc" / "kernel")  # socket files kernel-1 ... kernel-5 (absolute)
+    if spec.sandbox is not None:
+        from .sandboxed_kernel import SandboxedKernelManager
+
+        config.Execute.kernel_manager_class = SandboxedKernelManager
+        config.SandboxedKernelManager.sandbox = spec.sandbox
     config.Autograde.autograde_preprocessors = [
         RobustExecute if _named(p, "Execute") else p for p in _configured(config, Autograde, "autograde_preprocessors")]
     # feedback hides the hidden tests unless asked, whatever the course config says
