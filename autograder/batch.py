@@ -6,6 +6,7 @@ of ``flowlib`` and its own HOME. Nothing a job writes is seen by another. This
 process alone writes the results, the course gradebook, the CSV and the feedback,
 one finished job at a time.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -59,8 +60,15 @@ class BatchReport:
     seconds: float = 0.0
 
 
-def grade(course: Course, sources: list[Path], out: Path, options: Options,
-          notebooks: list[str] | None = None, gradebook: Path | None = None, log=print) -> BatchReport:
+def grade(
+    course: Course,
+    sources: list[Path],
+    out: Path,
+    options: Options,
+    notebooks: list[str] | None = None,
+    gradebook: Path | None = None,
+    log=print,
+) -> BatchReport:
     """Grade every submission found in ``sources``; write everything under ``out``.
 
     ``notebooks`` limits grading to those notebooks; ``gradebook`` is the course
@@ -85,7 +93,10 @@ def grade(course: Course, sources: list[Path], out: Path, options: Options,
         _drop_unwanted(found, wanted)
         report.rejected = found.rejected
         cache = _template_cache(course, out)
-        templates = {nb: template(course, nb, cache) for nb in sorted({s.notebook for s in found.submissions})}
+        templates = {
+            nb: template(course, nb, cache)
+            for nb in sorted({s.notebook for s in found.submissions})
+        }
         if gradebook:
             for t in templates.values():
                 course_gradebook.install_assignment(gradebook, t)
@@ -93,13 +104,23 @@ def grade(course: Course, sources: list[Path], out: Path, options: Options,
         todo = []
         for s in found.submissions:
             t = templates[s.notebook]
-            extra = dict(origin=s.origin, sha256=s.sha256, settings=_settings(t, timeout, options), flags=flags(s.path))
+            extra = dict(
+                origin=s.origin,
+                sha256=s.sha256,
+                settings=_settings(t, timeout, options),
+                flags=flags(s.path),
+            )
             previous = merger.store.get(s.notebook, s.student)
-            unchanged = previous and (previous.sha256, previous.settings) == (extra["sha256"], extra["settings"])
+            unchanged = previous and (previous.sha256, previous.settings) == (
+                extra["sha256"],
+                extra["settings"],
+            )
             if unchanged and not options.force:
                 merger.reuse(previous, s)
             elif problem := notebook_problem(s.path):
-                merger.finish(Result.not_graded(s.student, s.notebook, t, problem, **extra), s, None)
+                merger.finish(
+                    Result.not_graded(s.student, s.notebook, t, problem, **extra), s, None
+                )
             else:
                 todo.append((s, t, extra))
         _run_jobs(_JobRunner(course, work, options, timeout), todo, merger, options)
@@ -113,7 +134,7 @@ def grade(course: Course, sources: list[Path], out: Path, options: Options,
     return report
 
 
-def _run_jobs(runner: "_JobRunner", todo: list, merger: "_Merger", options: Options) -> None:
+def _run_jobs(runner: _JobRunner, todo: list, merger: _Merger, options: Options) -> None:
     """Run the jobs ``options.jobs`` at a time; merge each result as soon as it is in."""
     pool = ThreadPoolExecutor(max_workers=options.jobs)
     try:
@@ -121,7 +142,11 @@ def _run_jobs(runner: "_JobRunner", todo: list, merger: "_Merger", options: Opti
         for future in as_completed(futures):
             s, t, extra = futures[future]
             job, seconds, jobdir = future.result()
-            merger.finish(Result.from_job(s.student, s.notebook, t, job, seconds=round(seconds, 1), **extra), s, jobdir)
+            merger.finish(
+                Result.from_job(s.student, s.notebook, t, job, seconds=round(seconds, 1), **extra),
+                s,
+                jobdir,
+            )
             if not options.keep_work:
                 shutil.rmtree(jobdir, ignore_errors=True)
     except BaseException:  # Ctrl-C or a grader bug: stop the running jobs too
@@ -141,19 +166,29 @@ def _template_cache(course: Course, out: Path) -> Path:
 def _drop_unwanted(found: Collection, wanted: list[str]) -> None:
     for s in [s for s in found.submissions if s.notebook not in wanted]:
         found.submissions.remove(s)
-        found.rejected.append(Rejected(s.origin, "skipped: notebook not selected (--notebook)", s.student, s.notebook))
+        found.rejected.append(
+            Rejected(s.origin, "skipped: notebook not selected (--notebook)", s.student, s.notebook)
+        )
 
 
 def _settings(t: Template, timeout: int, options: Options) -> str:
-    return (f"{t.fingerprint} timeout={timeout} memory={options.memory} hidden={options.show_hidden} "
-            f"sandbox={options.sandbox}")
+    return (
+        f"{t.fingerprint} timeout={timeout} memory={options.memory} hidden={options.show_hidden} "
+        f"sandbox={options.sandbox}"
+    )
 
 
 class _Merger:
     """Serial writes of finished results: store, course gradebook, feedback, log."""
 
     def __init__(self, out: Path, gradebook: Path | None, report: BatchReport, total: int, log):
-        self.out, self.gradebook, self.report, self.total, self.log = out, gradebook, report, total, log
+        self.out, self.gradebook, self.report, self.total, self.log = (
+            out,
+            gradebook,
+            report,
+            total,
+            log,
+        )
         self.store = ResultStore(out)
 
     def reuse(self, result: Result, submission: Submission) -> None:
@@ -174,7 +209,9 @@ class _Merger:
 
     def _log(self, result: Result, note: str) -> None:
         score = f"{result.points:g}/{result.max_points:g}" if result.graded else result.status
-        self.log(f"[{len(self.report.results)}/{self.total}] {result.student} {result.notebook}: {score} ({note})")
+        self.log(
+            f"[{len(self.report.results)}/{self.total}] {result.student} {result.notebook}: {score} ({note})"
+        )
 
     def _keep_log(self, result: Result, jobdir: Path | None) -> None:
         """The job's log of a submission that was not graded, for the instructor."""
@@ -190,8 +227,16 @@ class _Merger:
     def _feedback(self, result: Result, jobdir: Path | None) -> None:
         dest = self.out / "feedback" / result.student / f"{result.notebook}.html"
         dest.parent.mkdir(parents=True, exist_ok=True)
-        made = jobdir and jobdir / "feedback" / result.student / result.notebook / f"{result.notebook}.html"
-        if result.graded and made and made.is_file() and made.resolve().is_relative_to(jobdir.resolve()):
+        made = (
+            jobdir
+            and jobdir / "feedback" / result.student / result.notebook / f"{result.notebook}.html"
+        )
+        if (
+            result.graded
+            and made
+            and made.is_file()
+            and made.resolve().is_relative_to(jobdir.resolve())
+        ):
             shutil.copyfile(made, dest)
         else:
             dest.write_text(_plain_feedback(result))
@@ -206,10 +251,15 @@ class _Merger:
 
 
 def _plain_feedback(result: Result) -> str:
-    rows = "".join(f"<tr><td>{escape(c.id)}</td><td>{c.points:g} / {c.max_points:g}</td></tr>" for c in result.cells)
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{escape(result.notebook)}</title></head><body>"
-            f"<h1>{escape(result.notebook)}: {escape(result.student)}</h1><p>{escape(result.status)}</p>"
-            f"<table>{rows}</table></body></html>\n")
+    rows = "".join(
+        f"<tr><td>{escape(c.id)}</td><td>{c.points:g} / {c.max_points:g}</td></tr>"
+        for c in result.cells
+    )
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{escape(result.notebook)}</title></head><body>"
+        f"<h1>{escape(result.notebook)}: {escape(result.student)}</h1><p>{escape(result.status)}</p>"
+        f"<table>{rows}</table></body></html>\n"
+    )
 
 
 class _JobRunner:
@@ -217,7 +267,11 @@ class _JobRunner:
 
     def __init__(self, course: Course, work: Path, options: Options, timeout: int):
         self.course, self.work, self.options, self.timeout = course, work, options, timeout
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        cores = (
+            len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else os.cpu_count() or 1
+        )
         self.threads = max(1, cores // options.jobs)
         self.flowlib = Path(importlib.util.find_spec("flowlib").submodule_search_locations[0])
         self.running: set[subprocess.Popen] = set()
@@ -234,7 +288,10 @@ class _JobRunner:
             digest = self._prepare(jobdir, s, t)
             job = self._execute(jobdir, marker)
             if job.get("status") == "graded" and tree_digest(jobdir / "lib" / "flowlib") != digest:
-                job = {"status": "error", "reason": "the submission rewrote the course package flowlib on disk"}
+                job = {
+                    "status": "error",
+                    "reason": "the submission rewrote the course package flowlib on disk",
+                }
         except Exception as err:  # never let one submission stop the batch
             job = {"status": "error", "reason": f"grader error: {type(err).__name__}: {err}"}
         return job, time.monotonic() - start, jobdir
@@ -255,13 +312,26 @@ class _JobRunner:
         (jobdir / "ipc").mkdir()
         o = self.options
         sandbox = self._sandbox(jobdir, s).to_dict() if o.sandbox else None
-        JobSpec(s.notebook, s.student, str(self.course.config_file), self.timeout, o.memory, o.max_file_size,
-                max(60, o.submission_timeout - 120), o.show_hidden, sandbox).write(jobdir)
+        JobSpec(
+            s.notebook,
+            s.student,
+            str(self.course.config_file),
+            self.timeout,
+            o.memory,
+            o.max_file_size,
+            max(60, o.submission_timeout - 120),
+            o.show_hidden,
+            sandbox,
+        ).write(jobdir)
         return tree_digest(lib / "flowlib")
 
     def _sandbox(self, jobdir: Path, s: Submission) -> kernel_sandbox.SandboxSpec:
         """What the kernel sees: Python, the job's flowlib, the data; it writes its sockets."""
-        data = [str(Path(os.environ["FLOWLIB_DATA"]).resolve())] if os.environ.get("FLOWLIB_DATA") else []
+        data = (
+            [str(Path(os.environ["FLOWLIB_DATA"]).resolve())]
+            if os.environ.get("FLOWLIB_DATA")
+            else []
+        )
         repo_data = self.flowlib.parent / "data"
         if repo_data.is_dir():
             data.append(str(repo_data.resolve()))
@@ -271,9 +341,13 @@ class _JobRunner:
             writable.append(str(self.options.data_cache.resolve()))
             env["FLOWLIB_CACHE"] = str(self.options.data_cache.resolve())
         return kernel_sandbox.SandboxSpec(
-            read_only=[*kernel_sandbox.python_paths(), str(jobdir / "lib"), *data], writable=writable,
-            work_files=str(jobdir / "autograded" / s.student / s.notebook), tmp_bytes=self.options.tmp_size,
-            processes=self.options.processes, env=env)
+            read_only=[*kernel_sandbox.python_paths(), str(jobdir / "lib"), *data],
+            writable=writable,
+            work_files=str(jobdir / "autograded" / s.student / s.notebook),
+            tmp_bytes=self.options.tmp_size,
+            processes=self.options.processes,
+            env=env,
+        )
 
     def _execute(self, jobdir: Path, marker: str) -> dict:
         """Run the job; its report counts only if it carries the nonce sent on its stdin,
@@ -285,23 +359,41 @@ class _JobRunner:
         env = scrubbed_environment(jobdir / "scratch", marker, self.threads, jobdir / "lib", keep)
         limit = self.options.submission_timeout
         with open(jobdir / "job.log", "wb") as logfile:
-            proc = subprocess.Popen([sys.executable, "-m", "autograder.job", str(jobdir)], cwd=jobdir, env=env,
-                                    stdin=subprocess.PIPE, stdout=logfile, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "autograder.job", str(jobdir)],
+                cwd=jobdir,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=logfile,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
             self.running.add(proc)
             try:
                 proc.communicate(nonce.encode() + b"\n", timeout=limit)
             except subprocess.TimeoutExpired:
-                return {"status": "error", "reason": f"grading took longer than {limit} s and was stopped"}
+                return {
+                    "status": "error",
+                    "reason": f"grading took longer than {limit} s and was stopped",
+                }
             finally:
                 _kill_group(proc)
                 kill_marked(marker)
                 self.running.discard(proc)
         result = jobdir / "result.json"
         job = json.loads(result.read_text()) if result.is_file() and not result.is_symlink() else {}
-        if not isinstance(job, dict) or job.get("nonce") != nonce:  # missing, or planted by the submission
-            how = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit status {proc.returncode}"
-            return {"status": "error", "reason": f"the grading process ended without a report ({how})"}
+        if (
+            not isinstance(job, dict) or job.get("nonce") != nonce
+        ):  # missing, or planted by the submission
+            how = (
+                f"signal {-proc.returncode}"
+                if proc.returncode < 0
+                else f"exit status {proc.returncode}"
+            )
+            return {
+                "status": "error",
+                "reason": f"the grading process ended without a report ({how})",
+            }
         return job
 
 

@@ -3,6 +3,7 @@
 Jobs grade against private copies of a template gradebook; the batch then copies
 each result in here, one at a time, so concurrent jobs never write the same file.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,14 +35,25 @@ def install_assignment(db: Path, template: Template) -> None:
         for nb in assignment.notebooks:
             dst.update_or_create_notebook(nb.name, name, kernelspec=nb.kernelspec)
             for c in nb.grade_cells:
-                dst.update_or_create_grade_cell(c.name, nb.name, name, max_score=c.max_score, cell_type=c.cell_type)
+                dst.update_or_create_grade_cell(
+                    c.name, nb.name, name, max_score=c.max_score, cell_type=c.cell_type
+                )
             for c in nb.solution_cells:
                 dst.update_or_create_solution_cell(c.name, nb.name, name)
             for c in nb.task_cells:
-                dst.update_or_create_task_cell(c.name, nb.name, name, max_score=c.max_score, cell_type=c.cell_type)
+                dst.update_or_create_task_cell(
+                    c.name, nb.name, name, max_score=c.max_score, cell_type=c.cell_type
+                )
             for c in nb.source_cells:
-                dst.update_or_create_source_cell(c.name, nb.name, name, cell_type=c.cell_type, locked=c.locked,
-                                                 source=c.source, checksum=c.checksum)
+                dst.update_or_create_source_cell(
+                    c.name,
+                    nb.name,
+                    name,
+                    cell_type=c.cell_type,
+                    locked=c.locked,
+                    source=c.source,
+                    checksum=c.checksum,
+                )
 
 
 def record(db: Path, result: Result, timestamp: str | None = None) -> None:

@@ -16,6 +16,7 @@ in-process, and writes ``result.json``: the score of every grade cell and the fi
 line of every error, with the nonce the batch sent on stdin. The batch reads that file
 only after this process and all of its descendants are gone.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,7 +46,7 @@ class JobSpec:
         (jobdir / "job.json").write_text(json.dumps(asdict(self), indent=1))
 
     @classmethod
-    def read(cls, jobdir: Path) -> "JobSpec":
+    def read(cls, jobdir: Path) -> JobSpec:
         return cls(**json.loads((jobdir / "job.json").read_text()))
 
 
@@ -64,23 +65,35 @@ def job_config(spec: JobSpec, jobdir: Path):
     config.Execute.error_on_timeout = {
         "ename": "CellTimeoutError",
         "evalue": f"the cell ran longer than {spec.timeout} s and was interrupted",
-        "traceback": [f"CellTimeoutError: the cell ran longer than {spec.timeout} s and was interrupted"],
+        "traceback": [
+            f"CellTimeoutError: the cell ran longer than {spec.timeout} s and was interrupted"
+        ],
     }
     config.RobustExecute.notebook_timeout = spec.notebook_timeout
     # Unix sockets in the job's own TMPDIR: TCP ports picked by parallel jobs can collide
     # (a kernel then dies at start), and other local users could reach them
     config.KernelManager.transport = "ipc"
-    config.KernelManager.ip = str(jobdir / "ipc" / "kernel")  # socket files kernel-1 ... kernel-5 (absolute)
+    config.KernelManager.ip = str(
+        jobdir / "ipc" / "kernel"
+    )  # socket files kernel-1 ... kernel-5 (absolute)
     if spec.sandbox is not None:
         from .sandboxed_kernel import SandboxedKernelManager
 
         config.Execute.kernel_manager_class = SandboxedKernelManager
         config.SandboxedKernelManager.sandbox = spec.sandbox
     config.Autograde.autograde_preprocessors = [
-        RobustExecute if _named(p, "Execute") else p for p in _configured(config, Autograde, "autograde_preprocessors")]
+        RobustExecute if _named(p, "Execute") else p
+        for p in _configured(config, Autograde, "autograde_preprocessors")
+    ]
     # feedback hides the hidden tests unless asked, whatever the course config says
-    feedback = [p for p in _configured(config, GenerateFeedback, "preprocessors") if not _named(p, "ClearHiddenTests")]
-    config.GenerateFeedback.preprocessors = feedback + ([] if spec.show_hidden else [ClearHiddenTests])
+    feedback = [
+        p
+        for p in _configured(config, GenerateFeedback, "preprocessors")
+        if not _named(p, "ClearHiddenTests")
+    ]
+    config.GenerateFeedback.preprocessors = feedback + (
+        [] if spec.show_hidden else [ClearHiddenTests]
+    )
     return config
 
 
@@ -92,10 +105,16 @@ def _configured(config, cls, name: str) -> list:
 
 def _named(preprocessor, name: str) -> bool:
     """Whether a preprocessor (a class or a dotted name) is the one called ``name``."""
-    return (preprocessor if isinstance(preprocessor, str) else preprocessor.__name__).split(".")[-1] == name
+    return (preprocessor if isinstance(preprocessor, str) else preprocessor.__name__).split(".")[
+        -1
+    ] == name
 
 
-GRADER_ERRORS = ("CellTimeoutError", "KernelDied", "NotRun")  # say more than the KeyboardInterrupt they cause
+GRADER_ERRORS = (
+    "CellTimeoutError",
+    "KernelDied",
+    "NotRun",
+)  # say more than the KeyboardInterrupt they cause
 
 
 def error_line(outputs) -> str | None:
@@ -157,7 +176,10 @@ def run(jobdir: Path) -> dict:
         grader.start()
     except BaseException as err:  # nbgrader re-raises KeyboardInterrupt; report it all the same
         kill_descendants()
-        return {"status": "error", "reason": errors.reason() or f"nbgrader autograde failed: {err!r}"}
+        return {
+            "status": "error",
+            "reason": errors.reason() or f"nbgrader autograde failed: {err!r}",
+        }
     finally:
         timings["autograde"] = time.monotonic() - STARTED - sum(timings.values())
     kill_descendants()
@@ -198,7 +220,10 @@ def main() -> int:
     try:
         result = run(jobdir)
     except Exception:
-        result = {"status": "error", "reason": "grader error: " + traceback.format_exc(limit=3)[-300:]}
+        result = {
+            "status": "error",
+            "reason": "grader error: " + traceback.format_exc(limit=3)[-300:],
+        }
     report = jobdir / "result.json"
     report.unlink(missing_ok=True)  # never write through a link the submission left
     report.write_text(json.dumps({**result, "nonce": nonce}, indent=1))

@@ -4,6 +4,7 @@ Every submission's latest result is kept as ``OUT/results/NB/STUDENT.json``; a n
 submission of one student replaces only that file. ``grades.csv`` and ``summary.md``
 are rebuilt from all records after every run, so grading again gives the same files.
 """
+
 from __future__ import annotations
 
 import csv
@@ -53,32 +54,50 @@ class Result:
         return sum(c.max_points for c in self.cells)
 
     @classmethod
-    def not_graded(cls, student, notebook, template: Template, why: str, **kw) -> "Result":
+    def not_graded(cls, student, notebook, template: Template, why: str, **kw) -> Result:
         cells = [CellResult(c.id, 0.0, c.points) for c in template.grade_cells]
         return cls(student, notebook, f"not graded: {why}", cells, **kw)
 
     @classmethod
-    def from_job(cls, student, notebook, template: Template, job: dict, **kw) -> "Result":
+    def from_job(cls, student, notebook, template: Template, job: dict, **kw) -> Result:
         """Trusted scores from a job's report: points are clamped to the template's, and
         a grade cell missing from the report scores 0."""
         if job.get("status") != GRADED:
-            return cls.not_graded(student, notebook, template, job.get("reason", "grading failed"), **kw)
+            return cls.not_graded(
+                student, notebook, template, job.get("reason", "grading failed"), **kw
+            )
         reported = job.get("cells", {})
         cells = []
         for cell in template.grade_cells:
             got = reported.get(cell.id) or {}
             score = got.get("score")
-            points = min(max(float(score), 0.0), cell.points) if isinstance(score, (int, float)) else 0.0
+            points = (
+                min(max(float(score), 0.0), cell.points) if isinstance(score, (int, float)) else 0.0
+            )
             error = got.get("error") if cell.id in reported else "missing from the graded notebook"
-            cells.append(CellResult(cell.id, points, cell.points, error if points < cell.points else None))
-        timings = {k: round(float(v), 2) for k, v in (job.get("timings") or {}).items() if isinstance(v, (int, float))}
-        return cls(student, notebook, GRADED, cells, cell_errors=job.get("cell_errors", [])[:50], timings=timings, **kw)
+            cells.append(
+                CellResult(cell.id, points, cell.points, error if points < cell.points else None)
+            )
+        timings = {
+            k: round(float(v), 2)
+            for k, v in (job.get("timings") or {}).items()
+            if isinstance(v, (int, float))
+        }
+        return cls(
+            student,
+            notebook,
+            GRADED,
+            cells,
+            cell_errors=job.get("cell_errors", [])[:50],
+            timings=timings,
+            **kw,
+        )
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
 
     @classmethod
-    def from_json(cls, text: str) -> "Result":
+    def from_json(cls, text: str) -> Result:
         data = json.loads(text)
         data["cells"] = [CellResult(**c) for c in data["cells"]]
         return cls(**data)
@@ -120,7 +139,17 @@ def write_grades_csv(results: list[Result], path: Path) -> None:
         w.writerow(["student", "notebook", "exercise", "points", "max_points", "status", "message"])
         for r in sorted(results, key=lambda r: (r.student, r.notebook)):
             for c in r.cells:
-                w.writerow([r.student, r.notebook, c.id, _num(c.points), _num(c.max_points), r.status, c.error or ""])
+                w.writerow(
+                    [
+                        r.student,
+                        r.notebook,
+                        c.id,
+                        _num(c.points),
+                        _num(c.max_points),
+                        r.status,
+                        c.error or "",
+                    ]
+                )
 
 
 def write_import_report(rows: list[tuple[str, str, str, str]], path: Path) -> None:
@@ -138,22 +167,37 @@ def summary(results: list[Result], rejected: list[Rejected], top: int = 3) -> st
     for notebook in sorted({r.notebook for r in results}):
         rs = [r for r in results if r.notebook == notebook]
         graded = [r for r in rs if r.graded]
-        lines += [f"## {notebook}", "",
-                  f"{len(rs)} submissions, {len(graded)} graded, {len(rs) - len(graded)} not graded.", ""]
+        lines += [
+            f"## {notebook}",
+            "",
+            f"{len(rs)} submissions, {len(graded)} graded, {len(rs) - len(graded)} not graded.",
+            "",
+        ]
         events = _grader_events(graded)
         if events:
-            lines += ["Submissions with " + ", ".join(f"{what}: {n}" for what, n in events.items()) + ".", ""]
+            lines += [
+                "Submissions with " + ", ".join(f"{what}: {n}" for what, n in events.items()) + ".",
+                "",
+            ]
         if graded:
             mean = sum(r.points for r in graded) / len(graded)
-            lines += [f"Mean score of the graded: {mean:.2f} / {_num(graded[0].max_points)}.", "",
-                      "| exercise | points | passed | common failures |", "|---|---|---|---|"]
+            lines += [
+                f"Mean score of the graded: {mean:.2f} / {_num(graded[0].max_points)}.",
+                "",
+                "| exercise | points | passed | common failures |",
+                "|---|---|---|---|",
+            ]
             for i, cell in enumerate(graded[0].cells):
                 cells = [r.cells[i] for r in graded if len(r.cells) > i]
                 passed = sum(c.points >= c.max_points for c in cells)
                 failures = Counter(c.error for c in cells if c.error)
-                common = "; ".join(f"{n}x {_md(msg)}" for msg, n in failures.most_common(top)) or "-"
-                lines.append(f"| {cell.id} | {_num(cell.max_points)} | {passed}/{len(cells)} "
-                             f"({100 * passed / len(cells):.0f}%) | {common} |")
+                common = (
+                    "; ".join(f"{n}x {_md(msg)}" for msg, n in failures.most_common(top)) or "-"
+                )
+                lines.append(
+                    f"| {cell.id} | {_num(cell.max_points)} | {passed}/{len(cells)} "
+                    f"({100 * passed / len(cells):.0f}%) | {common} |"
+                )
             lines.append("")
         for r in rs:
             if not r.graded:
@@ -169,16 +213,25 @@ def summary(results: list[Result], rejected: list[Rejected], top: int = 3) -> st
     return "\n".join(lines)
 
 
-EVENTS = {"a cell timeout": ("CellTimeoutError",), "a kernel death": ("KernelDied",),
-          "cells not run": ("NotRun",), "memory errors": ("MemoryError", "can't allocate memory")}
+EVENTS = {
+    "a cell timeout": ("CellTimeoutError",),
+    "a kernel death": ("KernelDied",),
+    "cells not run": ("NotRun",),
+    "memory errors": ("MemoryError", "can't allocate memory"),
+}
 
 
 def _grader_events(results: list[Result]) -> dict[str, int]:
     """How many submissions hit each limit (many timeouts: is --timeout too short?)."""
     counts = {}
     for what, needles in EVENTS.items():
-        n = sum(any(any(x in (msg or "") for x in needles) for msg in
-                    [c.error for c in r.cells] + [e.get("error") for e in r.cell_errors]) for r in results)
+        n = sum(
+            any(
+                any(x in (msg or "") for x in needles)
+                for msg in [c.error for c in r.cells] + [e.get("error") for e in r.cell_errors]
+            )
+            for r in results
+        )
         if n:
             counts[what] = n
     return counts

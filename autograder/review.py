@@ -5,6 +5,7 @@ The flags do not change a grade. In-process tests cannot stop a determined stude
 who patches ``importlib``, ``torch`` or IPython itself; these patterns point the
 instructor at the few submissions that try.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,9 @@ from pathlib import Path
 from .collect import MAX_NOTEBOOK_BYTES
 
 SUSPICIOUS = {
-    "patches flowlib.checks": re.compile(r"(flowlib\.)?checks\.\w+\s*=(?!=)|setattr\(\s*(flowlib|_?checks)"),
+    "patches flowlib.checks": re.compile(
+        r"(flowlib\.)?checks\.\w+\s*=(?!=)|setattr\(\s*(flowlib|_?checks)"
+    ),
     "uses importlib or sys.modules": re.compile(r"importlib|sys\.modules"),
     "changes builtins": re.compile(r"\bbuiltins\b|__builtins__"),
     "installs an exception handler": re.compile(r"set_custom_exc|excepthook"),
@@ -60,7 +63,9 @@ def flags(path: Path) -> list[str]:
     found = set()
     for cell in cells:
         meta = (cell.get("metadata") or {}).get("nbgrader") or {}
-        if cell.get("cell_type") != "code" or ((meta.get("grade") or meta.get("locked")) and not meta.get("solution")):
+        if cell.get("cell_type") != "code" or (
+            (meta.get("grade") or meta.get("locked")) and not meta.get("solution")
+        ):
             continue  # locked and test cells are restored from the gradebook anyway
         source = cell.get("source", "")
         source = "".join(source) if isinstance(source, list) else str(source)

@@ -14,6 +14,7 @@ OOM killer) and loses every grade of that submission. :class:`RobustExecute` ins
   would otherwise fill the grader's memory before the timeout stops it);
 - kills every process the submission left behind before nbgrader saves the grades.
 """
+
 from __future__ import annotations
 
 import copy
@@ -30,8 +31,12 @@ from .sandbox import kill_descendants
 
 
 def error_output(ename: str, evalue: str) -> NotebookNode:
-    return NotebookNode(output_type="error", ename=ename, evalue=evalue,
-                        traceback=[f"\x1b[0;31m{ename}\x1b[0m: {evalue}"])
+    return NotebookNode(
+        output_type="error",
+        ename=ename,
+        evalue=evalue,
+        traceback=[f"\x1b[0;31m{ename}\x1b[0m: {evalue}"],
+    )
 
 
 def _size(content: dict) -> int:
@@ -42,10 +47,15 @@ def _size(content: dict) -> int:
 
 class RobustExecute(Execute):
     max_kernel_restarts = Integer(3, help="Kernel restarts allowed per notebook").tag(config=True)
-    notebook_timeout = Integer(None, allow_none=True,
-                               help="Seconds for the whole notebook; later cells are not run").tag(config=True)
-    probe_timeout = Integer(15, help="Seconds a kernel has to answer after an interrupt").tag(config=True)
-    max_output_bytes = Integer(1 << 20, help="Output kept per cell; later output is dropped").tag(config=True)
+    notebook_timeout = Integer(
+        None, allow_none=True, help="Seconds for the whole notebook; later cells are not run"
+    ).tag(config=True)
+    probe_timeout = Integer(15, help="Seconds a kernel has to answer after an interrupt").tag(
+        config=True
+    )
+    max_output_bytes = Integer(1 << 20, help="Output kept per cell; later output is dropped").tag(
+        config=True
+    )
 
     def preprocess(self, nb, resources=None, km=None):
         self._restarts = 0
@@ -62,7 +72,9 @@ class RobustExecute(Execute):
         if cell.cell_type != "code" or not cell.source.strip():
             return cell, self.resources
         if self._deadline and monotonic() > self._deadline and not self._gave_up:
-            self._gave_up = f"not run: the notebook used up its {self.notebook_timeout} s of grading time"
+            self._gave_up = (
+                f"not run: the notebook used up its {self.notebook_timeout} s of grading time"
+            )
         if self._gave_up:
             cell.outputs = [error_output("NotRun", self._gave_up)]
             return cell, self.resources
@@ -70,9 +82,13 @@ class RobustExecute(Execute):
         try:
             super().preprocess_cell(cell, resources, index)
         except DeadKernelError:
-            cell.outputs.append(error_output(
-                "KernelDied", "the kernel stopped while this cell ran (sys/os exit, a crash or the "
-                              "memory limit); the cells below ran in a fresh kernel"))
+            cell.outputs.append(
+                error_output(
+                    "KernelDied",
+                    "the kernel stopped while this cell ran (sys/os exit, a crash or the "
+                    "memory limit); the cells below ran in a fresh kernel",
+                )
+            )
             self._skip.add(index)
             self._recover(index)
             return cell, self.resources
@@ -92,8 +108,13 @@ class RobustExecute(Execute):
         if msg["msg_type"] == "error" or used + size <= self.max_output_bytes:
             return super().output(outs, msg, display_id, cell_index)
         if used <= self.max_output_bytes:  # say it once
-            outs.append(NotebookNode(output_type="stream", name="stderr",
-                                     text=f"\n[output beyond {self.max_output_bytes} bytes dropped by the grader]\n"))
+            outs.append(
+                NotebookNode(
+                    output_type="stream",
+                    name="stderr",
+                    text=f"\n[output beyond {self.max_output_bytes} bytes dropped by the grader]\n",
+                )
+            )
         return None
 
     def clear_output(self, outs, msg, cell_index):
@@ -104,7 +125,9 @@ class RobustExecute(Execute):
 
     def _timed_out(self, cell) -> bool:
         ename = self.error_on_timeout.get("ename") if self.error_on_timeout else "CellTimeoutError"
-        return any(o.get("output_type") == "error" and o.get("ename") == ename for o in cell.outputs)
+        return any(
+            o.get("output_type") == "error" and o.get("ename") == ename for o in cell.outputs
+        )
 
     async def _async_kernel_answers(self) -> bool:
         msg_id = self.kc.execute("", silent=True, store_history=False)
@@ -150,7 +173,9 @@ class RobustExecute(Execute):
             if cell.cell_type != "code" or j in self._skip or not cell.source.strip():
                 continue
             if self._deadline and monotonic() > self._deadline:
-                self._gave_up = f"not run: the notebook used up its {self.notebook_timeout} s of grading time"
+                self._gave_up = (
+                    f"not run: the notebook used up its {self.notebook_timeout} s of grading time"
+                )
                 return
             scratch = copy.deepcopy(cell)
             self._output_bytes[j] = 0

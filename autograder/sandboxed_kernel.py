@@ -5,6 +5,7 @@ both see. A kernel in its own PID namespace cannot be interrupted with a signal 
 outside, so interrupts go as an ``interrupt_request`` message on the control channel
 (``interrupt_mode: message``); ipykernel then sends SIGINT to its own process group.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
