@@ -29,8 +29,18 @@ from . import kernel_sandbox
 from .collect import Collection, Rejected, Submission, collect
 from .course import Course, GradingError, load_config
 from .job import JobSpec
-from .results import Result, ResultStore, summary, write_grades_csv, write_import_report
-from .review import flags, notebook_problem
+from .results import (
+    METADATA_MISSING,
+    Result,
+    ResultStore,
+    summary,
+    write_grades_csv,
+    write_import_report,
+)
+from .held import held_feedback
+from .lms_export import write_exports
+from .metadata_repair import restore_metadata
+from .review import course_cells, flags, holds, notebook_problem
 from .sandbox import kill_marked, scrubbed_environment, tree_digest
 from .templates import Template, template
 
@@ -101,28 +111,7 @@ def grade(
             for t in templates.values():
                 course_gradebook.install_assignment(gradebook, t)
         merger = _Merger(out, gradebook, report, len(found.submissions), log)
-        todo = []
-        for s in found.submissions:
-            t = templates[s.notebook]
-            extra = dict(
-                origin=s.origin,
-                sha256=s.sha256,
-                settings=_settings(t, timeout, options),
-                flags=flags(s.path),
-            )
-            previous = merger.store.get(s.notebook, s.student)
-            unchanged = previous and (previous.sha256, previous.settings) == (
-                extra["sha256"],
-                extra["settings"],
-            )
-            if unchanged and not options.force:
-                merger.reuse(previous, s)
-            elif problem := notebook_problem(s.path):
-                merger.finish(
-                    Result.not_graded(s.student, s.notebook, t, problem, **extra), s, None
-                )
-            else:
-                todo.append((s, t, extra))
+        todo = _triage(found, templates, merger, _settings_of(timeout, options), work, options)
         _run_jobs(_JobRunner(course, work, options, timeout), todo, merger, options)
         merger.write_reports(found)
     finally:
@@ -132,6 +121,28 @@ def grade(
             shutil.rmtree(work, ignore_errors=True)
     report.seconds = time.monotonic() - start
     return report
+
+
+def _triage(found: Collection, templates: dict, merger: _Merger, settings, work: Path, options: Options):
+    """Keep unchanged grades, settle what cannot run, and list the jobs to run."""
+    todo = []
+    for s in found.submissions:
+        t = templates[s.notebook]
+        exempt = course_cells(t.release_notebook)
+        extra = {"origin": s.origin, "sha256": s.sha256, "settings": settings(t), "flags": flags(s.path, exempt),
+                 "sandboxed": options.sandbox, "lms_id": s.lms_id or "", "lms": s.lms or ""}
+        previous = merger.store.get(s.notebook, s.student)
+        if previous and (previous.sha256, previous.settings) == (extra["sha256"], extra["settings"]) \
+                and not options.force:
+            merger.reuse(previous, s)
+        elif problem := notebook_problem(s.path):
+            merger.finish(Result.not_graded(s.student, s.notebook, t, problem, **extra), s, None)
+        elif (repaired := restore_metadata(s.path, t.release_notebook, work / "repaired" / s.student)) is None:
+            merger.finish(Result.held_ungraded(s.student, s.notebook, t, METADATA_MISSING, **extra), s, None)
+        else:
+            s.path = repaired
+            todo.append((s, t, {**extra, "held": holds(s.path, exempt)}))
+    return todo
 
 
 def _run_jobs(runner: _JobRunner, todo: list, merger: _Merger, options: Options) -> None:
@@ -169,6 +180,10 @@ def _drop_unwanted(found: Collection, wanted: list[str]) -> None:
         found.rejected.append(
             Rejected(s.origin, "skipped: notebook not selected (--notebook)", s.student, s.notebook)
         )
+
+
+def _settings_of(timeout: int, options: Options):
+    return lambda t: _settings(t, timeout, options)
 
 
 def _settings(t: Template, timeout: int, options: Options) -> str:
@@ -231,19 +246,21 @@ class _Merger:
             jobdir
             and jobdir / "feedback" / result.student / result.notebook / f"{result.notebook}.html"
         )
-        if (
-            result.graded
-            and made
-            and made.is_file()
-            and made.resolve().is_relative_to(jobdir.resolve())
-        ):
+        usable = made and made.is_file() and made.resolve().is_relative_to(jobdir.resolve())
+        kept = held_feedback(self.out, result.student, result.notebook)
+        kept.unlink(missing_ok=True)
+        if usable and result.graded:
             shutil.copyfile(made, dest)
-        else:
-            dest.write_text(_plain_feedback(result))
+            return
+        if usable and result.is_held:  # for the instructor; it is handed back on release
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(made, kept)
+        dest.write_text(_plain_feedback(result))
 
     def write_reports(self, found: Collection) -> None:
         results = self.store.all()
         write_grades_csv(results, self.out / "grades.csv")
+        write_exports(results, self.out)
         (self.out / "summary.md").write_text(summary(results, found.rejected))
         rows = [(r.origin, r.student, r.notebook, r.status) for r in self.report.results]
         rows += [(x.origin, x.student or "", x.notebook or "", x.reason) for x in found.rejected]
@@ -252,7 +269,7 @@ class _Merger:
 
 def _plain_feedback(result: Result) -> str:
     rows = "".join(
-        f"<tr><td>{escape(c.id)}</td><td>{c.points:g} / {c.max_points:g}</td></tr>"
+        f"<tr><td>{escape(c.id)}</td><td>{result.cell_awarded(c):g} / {c.max_points:g}</td></tr>"
         for c in result.cells
     )
     return (

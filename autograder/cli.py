@@ -58,8 +58,10 @@ def cmd_grade(args) -> int:
         course, args.submissions, out, _options(args), notebooks=args.notebook, gradebook=gradebook
     )
     graded = sum(r.graded for r in report.results)
+    held = sum(r.is_held for r in report.results)
     print(
-        f"\n{graded} graded, {len(report.results) - graded} not graded, {report.reused} unchanged; "
+        f"\n{graded} graded, {held} held (see summary.md), {len(report.results) - graded - held} "
+        f"not graded, {report.reused} unchanged; "
         f"{len(report.rejected)} files not graded (see {out / 'import_report.csv'}); "
         f"{report.seconds:.0f} s.\nGrades: {out / 'grades.csv'}  Summary: {out / 'summary.md'}  "
         f"Feedback: {out / 'feedback'}" + (f"  Gradebook: {gradebook}" if gradebook else "")
@@ -92,6 +94,35 @@ def cmd_selfcheck(args) -> int:
     for nb, found in problems.items():
         print(f"{nb}: " + ("ok" if not found else "FAILED\n  " + "\n  ".join(found)))
     return 1 if any(problems.values()) else 0
+
+
+def _out_and_gradebook(args, course: Course) -> tuple[Path, Path | None]:
+    out = Path(args.out) if args.out else course.default_out
+    if args.no_gradebook:
+        return out, None
+    return out, Path(args.gradebook) if args.gradebook else course.gradebook
+
+
+def cmd_release_held(args) -> int:
+    from .held import release_held
+
+    course = _course(args)
+    out, gradebook = _out_and_gradebook(args, course)
+    print(f"{args.student} {args.notebook}: " + release_held(out, args.student, args.notebook, gradebook))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .lms_export import write_exports
+    from .results import ResultStore
+
+    out = Path(args.out) if args.out else _course(args).default_out
+    results = ResultStore(out).all()
+    if not results:
+        raise GradingError(f"no grades in {out / 'results'}: run `grade` first (or give --out)")
+    for path in write_exports(results, out):
+        print(path)
+    return 0
 
 
 def cmd_release(args) -> int:
@@ -201,6 +232,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("notebooks", nargs="*", help="default: all")
     _limits(p, jobs=2)
     p.set_defaults(func=cmd_selfcheck)
+
+    p = sub.add_parser("release-held", help="let the grade of a held submission count")
+    p.add_argument("student")
+    p.add_argument("notebook")
+    p.add_argument("--out", help="the folder `grade` wrote (default autograder/work/grades)")
+    p.add_argument("--gradebook", help="course gradebook to update (default: the config's)")
+    p.add_argument("--no-gradebook", action="store_true", help="do not touch any nbgrader gradebook")
+    p.set_defaults(func=cmd_release_held)
+
+    p = sub.add_parser("export", help="write canvas_grades.csv and moodle_grades.csv from the grades")
+    p.add_argument("--out", help="the folder `grade` wrote (default autograder/work/grades)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("release", help="write notebooks/ from solutions/ (or --check it)")
     p.add_argument("notebooks", nargs="*", help="default: all")

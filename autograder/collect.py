@@ -54,7 +54,8 @@ class Submission:
     origin: str  # where it came from, as the instructor would name it
     timestamp: str | None = None
     copy: int = 0
-    lms_id: str | None = None  # Canvas user id, to tell two students of one name apart
+    lms_id: str | None = None  # Canvas user id or Moodle participant id
+    lms: str | None = None  # "canvas" or "moodle": whose id lms_id is
 
     @property
     def sha256(self) -> str:
@@ -168,7 +169,9 @@ def attribute(parts: tuple[str, ...], notebooks: list[str]) -> Submission | Reje
         return Rejected("", f"file name does not name a course notebook{hint}", folder_student)
     notebook, prefix, copy = match
     if folder_student:
-        return Submission(folder_student, notebook, Path(), "", copy=copy)
+        moodle = MOODLE.match(parts[-2])
+        return Submission(folder_student, notebook, Path(), "", copy=copy,
+                          lms_id=moodle["pid"] if moodle else None, lms="moodle" if moodle else None)
     if not prefix:
         return Rejected(
             "",
@@ -180,7 +183,9 @@ def attribute(parts: tuple[str, ...], notebooks: list[str]) -> Submission | Reje
     student, lms_id = student_from_prefix(prefix)
     if student is None:
         return Rejected("", f"cannot read a student id from {prefix!r}", None, notebook)
-    return Submission(student, notebook, Path(), "", copy=copy, lms_id=lms_id)
+    lms = "canvas" if lms_id else "moodle" if MOODLE.match(prefix) else None
+    return Submission(student, notebook, Path(), "", copy=copy, lms_id=lms_id or (student if lms else None),
+                      lms=lms)
 
 
 def match_notebook(stem: str, notebooks: list[str]) -> tuple[str, str, int] | None:
@@ -220,11 +225,11 @@ def safe_id(text: str) -> str | None:
 def _split_canvas_names(found: Collection) -> None:
     """Two Canvas users with one name part: give both ``name_userid``."""
     uids: dict[str, set[str]] = {}
-    for s in found.submissions:
-        if s.lms_id:
-            uids.setdefault(s.student, set()).add(s.lms_id)
-    for s in found.submissions:
-        if s.lms_id and len(uids[s.student]) > 1:
+    canvas = [s for s in found.submissions if s.lms == "canvas"]
+    for s in canvas:
+        uids.setdefault(s.student, set()).add(s.lms_id)
+    for s in canvas:
+        if len(uids[s.student]) > 1:
             s.student = f"{s.student}_{s.lms_id}"
 
 

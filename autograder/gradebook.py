@@ -59,13 +59,13 @@ def install_assignment(db: Path, template: Template) -> None:
 def record(db: Path, result: Result, timestamp: str | None = None) -> None:
     """Store a result as the student's submission, replacing an earlier one.
 
-    A submission that was not graded scores 0 and is marked for manual grading."""
+    A submission that was not graded, or is held, scores 0 and is marked for manual grading."""
     with _open(db) as gb:
         gb.update_or_create_student(result.student)
         when = {"timestamp": timestamp} if timestamp else {}
         gb.update_or_create_submission(result.notebook, result.student, **when)
         submitted = gb.find_submission_notebook(result.notebook, result.notebook, result.student)
-        points = {c.id: c.points for c in result.cells}
+        points = {c.id: result.cell_awarded(c) for c in result.cells}
         for grade in submitted.grades:
             grade.auto_score = points.get(grade.name, 0.0)
             grade.needs_manual_grade = not result.graded

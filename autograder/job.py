@@ -149,7 +149,8 @@ def read_grades(spec: JobSpec, jobdir: Path) -> dict:
         submission = gb.find_submission_notebook(spec.notebook, spec.notebook, spec.student)
         scores = {g.name: g.auto_score for g in submission.grades}
     cells = {name: {"score": score, "error": messages.get(name)} for name, score in scores.items()}
-    return {"cells": cells, "cell_errors": cell_errors}
+    tampering = [str(x) for x in nb.metadata.get("autograder", {}).get("tampering", [])]
+    return {"cells": cells, "cell_errors": cell_errors, "tampering": tampering}
 
 
 def run(jobdir: Path) -> dict:

@@ -17,6 +17,9 @@ from .collect import Rejected
 from .templates import Template
 
 GRADED = "graded"
+HELD = "held: "  # the start of a held submission's status
+NOT_GRADED = "not graded: "
+METADATA_MISSING = "nbgrader metadata missing (cells copied into a new notebook?)"
 
 
 @dataclass
@@ -31,7 +34,7 @@ class CellResult:
 class Result:
     student: str
     notebook: str
-    status: str  # "graded" or "not graded: why"
+    status: str  # "graded", "held: why" or "not graded: why"
     cells: list[CellResult] = field(default_factory=list)
     cell_errors: list[dict] = field(default_factory=list)  # errors outside graded cells
     flags: list[str] = field(default_factory=list)  # code worth a look by hand
@@ -40,10 +43,31 @@ class Result:
     settings: str = ""  # template fingerprint and limits the grade was made with
     seconds: float = 0.0
     timings: dict = field(default_factory=dict)  # seconds per phase of the job
+    held: list[str] = field(default_factory=list)  # why it is held (0 points until released)
+    released: str = ""  # the hold an instructor released, if any
+    sandboxed: bool = True  # the kernel ran in the sandbox
+    lms_id: str = ""  # Canvas user id or Moodle participant id, from the file name
+    lms: str = ""  # "canvas", "moodle" or ""
 
     @property
     def graded(self) -> bool:
         return self.status == GRADED
+
+    @property
+    def is_held(self) -> bool:
+        return self.status.startswith(HELD)
+
+    @property
+    def awarded(self) -> float:
+        """The points that count: none while held or not graded."""
+        return self.points if self.graded else 0.0
+
+    def cell_awarded(self, cell: CellResult) -> float:
+        return cell.points if self.graded else 0.0
+
+    def release(self) -> None:
+        """An instructor looked and lets the grade count."""
+        self.released, self.status = self.status.removeprefix(HELD), GRADED
 
     @property
     def points(self) -> float:
@@ -56,7 +80,13 @@ class Result:
     @classmethod
     def not_graded(cls, student, notebook, template: Template, why: str, **kw) -> Result:
         cells = [CellResult(c.id, 0.0, c.points) for c in template.grade_cells]
-        return cls(student, notebook, f"not graded: {why}", cells, **kw)
+        return cls(student, notebook, NOT_GRADED + why, cells, **kw)
+
+    @classmethod
+    def held_ungraded(cls, student, notebook, template: Template, why: str, **kw) -> Result:
+        """Held without a grade (nothing to release: the instructor acts first)."""
+        cells = [CellResult(c.id, 0.0, c.points) for c in template.grade_cells]
+        return cls(student, notebook, HELD + why, cells, held=[why], **kw)
 
     @classmethod
     def from_job(cls, student, notebook, template: Template, job: dict, **kw) -> Result:
@@ -83,11 +113,13 @@ class Result:
             for k, v in (job.get("timings") or {}).items()
             if isinstance(v, (int, float))
         }
+        held = list(dict.fromkeys([*kw.pop("held", []), *map(str, job.get("tampering") or [])]))
         return cls(
             student,
             notebook,
-            GRADED,
+            HELD + "; ".join(held) if held else GRADED,
             cells,
+            held=held,
             cell_errors=job.get("cell_errors", [])[:50],
             timings=timings,
             **kw,
@@ -144,7 +176,7 @@ def write_grades_csv(results: list[Result], path: Path) -> None:
                         r.student,
                         r.notebook,
                         c.id,
-                        _num(c.points),
+                        _num(r.cell_awarded(c)),
                         _num(c.max_points),
                         r.status,
                         c.error or "",
@@ -167,12 +199,21 @@ def summary(results: list[Result], rejected: list[Rejected], top: int = 3) -> st
     for notebook in sorted({r.notebook for r in results}):
         rs = [r for r in results if r.notebook == notebook]
         graded = [r for r in rs if r.graded]
+        held = [r for r in rs if r.is_held]
         lines += [
             f"## {notebook}",
             "",
-            f"{len(rs)} submissions, {len(graded)} graded, {len(rs) - len(graded)} not graded.",
+            f"{len(rs)} submissions, {len(graded)} graded, {len(held)} held, "
+            f"{len(rs) - len(graded) - len(held)} not graded.",
             "",
         ]
+        unsandboxed = [r for r in rs if not r.sandboxed]
+        if unsandboxed:
+            lines += [
+                f"**{len(unsandboxed)} graded WITHOUT the sandbox (--no-sandbox)**: their code ran "
+                "as the grading user, could read and change that user's files and use the network.",
+                "",
+            ]
         events = _grader_events(graded)
         if events:
             lines += [
@@ -202,6 +243,10 @@ def summary(results: list[Result], rejected: list[Rejected], top: int = 3) -> st
         for r in rs:
             if not r.graded:
                 lines.append(f"- **{r.student}**: {r.status} ({r.origin})")
+            if r.is_held:
+                lines.append(f"  - {_held_advice(r)}")
+            if r.released:
+                lines.append(f"- **{r.student}**: released by the instructor after a hold ({r.released})")
         for r in rs:
             if r.flags:
                 lines.append(f"- review **{r.student}** by hand: {', '.join(r.flags)}")
@@ -211,6 +256,19 @@ def summary(results: list[Result], rejected: list[Rejected], top: int = 3) -> st
         lines += [f"- `{x.origin}`: {x.reason}" for x in rejected]
         lines.append("")
     return "\n".join(lines)
+
+
+def _held_advice(r: Result) -> str:
+    if METADATA_MISSING in r.status:
+        return (
+            "its cells could not be matched to the release: copy the student's answers into the "
+            "released notebook (notebooks/NB/NB.ipynb) and grade that file again"
+        )
+    return (
+        f"0 points until released. Read the code; if it is harmless, "
+        f"`python -m autograder release-held {r.student} {r.notebook}` lets its "
+        f"{_num(r.points)}/{_num(r.max_points)} count"
+    )
 
 
 EVENTS = {

@@ -27,6 +27,7 @@ from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Integer
 
+from . import pass_tokens, tamper_probe
 from .sandbox import kill_descendants
 
 
@@ -63,10 +64,18 @@ class RobustExecute(Execute):
         self._gave_up: str | None = None
         self._deadline = monotonic() + self.notebook_timeout if self.notebook_timeout else None
         self._output_bytes: dict[int, int] = {}
+        self._baseline: dict | None = None  # the kernel's machinery before any student code
+        self._tampering: list[str] = []
+        tokens = {i: pass_tokens.arm(c) for i, c in enumerate(nb.cells) if pass_tokens.is_test_cell(c)}
         try:
-            return super().preprocess(nb, resources, km)
+            nb, resources = super().preprocess(nb, resources, km)
         finally:
             kill_descendants()
+        for i, token in tokens.items():
+            if not pass_tokens.disarm(nb.cells[i], token):
+                pass_tokens.fail_unproven(nb.cells[i])
+        nb.metadata.setdefault("autograder", {})["tampering"] = self._tampering
+        return nb, resources
 
     def preprocess_cell(self, cell, resources, index):
         if cell.cell_type != "code" or not cell.source.strip():
@@ -79,6 +88,8 @@ class RobustExecute(Execute):
             cell.outputs = [error_output("NotRun", self._gave_up)]
             return cell, self.resources
         self._output_bytes[index] = 0
+        if self._baseline is None:
+            self._baseline = self._first_probe()
         try:
             super().preprocess_cell(cell, resources, index)
         except DeadKernelError:
@@ -99,7 +110,38 @@ class RobustExecute(Execute):
             if not self._kernel_answers():
                 self.log.warning("kernel does not answer after a timeout; restarting it")
                 self._recover(index)
+                return cell, self.resources
+        self._check_machinery()
         return cell, self.resources
+
+    def _check_machinery(self) -> None:
+        """Compare the kernel's machinery with its state before any student code."""
+        for found in tamper_probe.changes(self._baseline, self._probe()):
+            if found not in self._tampering:
+                self._tampering.append(found)
+
+    def _first_probe(self) -> dict:
+        """The fingerprint of a fresh kernel (no student code has run in it yet)."""
+        found = self._probe()
+        if found is None:
+            self._tampering.append(tamper_probe.NO_BASELINE)
+        return found or {}
+
+    async def _async_probe(self) -> dict | None:
+        code, name = tamper_probe.request()
+        expression = f"globals().pop({name!r})"
+        msg_id = self.kc.execute(code, silent=True, store_history=False, user_expressions={name: expression})
+        deadline = monotonic() + self.probe_timeout
+        while (left := deadline - monotonic()) > 0:
+            try:
+                msg = await ensure_async(self.kc.shell_channel.get_msg(timeout=left))
+            except Empty:
+                return None
+            if msg["parent_header"].get("msg_id") == msg_id:
+                return tamper_probe.read_answer(msg, name)
+        return None
+
+    _probe = run_sync(_async_probe)
 
     def output(self, outs, msg, display_id, cell_index):
         used = self._output_bytes.get(cell_index, 0)
@@ -166,6 +208,7 @@ class RobustExecute(Execute):
         self.km = self.create_kernel_manager()
         self.start_new_kernel()
         self.start_new_kernel_client()
+        self._baseline = self._first_probe()
 
     def _replay(self, index: int) -> None:
         for j in range(index):
