@@ -57,23 +57,42 @@ def match_cells(submitted: list[dict], release: list[dict]) -> dict[int, int] | 
     return placed
 
 
+def drop_duplicate_ids(cells: list[dict]) -> bool:
+    """Remove the nbgrader metadata of every later cell that repeats a grade id (a
+    duplicated cell); nbgrader 0.9.6 would fail on it with ``KeyError: 'grade_id'``.
+    True when something was removed."""
+    seen, changed = set(), False
+    for cell in cells:
+        grade_id = _meta(cell).get("grade_id")
+        if grade_id in seen:
+            cell["metadata"].pop("nbgrader")
+            changed = True
+        elif grade_id:
+            seen.add(grade_id)
+    return changed
+
+
 def restore_metadata(path: Path, release_notebook: Path, dest_dir: Path) -> Path | None:
-    """``path`` itself when it has its metadata; a repaired copy in ``dest_dir``; or None
-    when its cells cannot be matched to the release."""
+    """``path`` itself when its metadata is fine; a mended copy in ``dest_dir`` (metadata
+    restored, or duplicated grade ids dropped); None when its cells cannot be matched."""
     try:
         submitted = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return path  # notebook_problem() reports it
-    release = json.loads(release_notebook.read_text(encoding="utf-8"))
-    if not isinstance(submitted, dict) or not isinstance(submitted.get("cells"), list) \
-            or not needs_repair(submitted, release):
+    if not isinstance(submitted, dict) or not isinstance(submitted.get("cells"), list):
         return path
+    release = json.loads(release_notebook.read_text(encoding="utf-8"))
     cells = [c for c in submitted["cells"] if isinstance(c, dict)]
-    placed = match_cells(cells, release["cells"])
-    if placed is None:
-        return None
-    for s, r in placed.items():
-        cells[s].setdefault("metadata", {})["nbgrader"] = copy.deepcopy(_meta(release["cells"][r]))
+    changed = drop_duplicate_ids(cells)
+    if needs_repair(submitted, release):
+        placed = match_cells(cells, release["cells"])
+        if placed is None:
+            return None
+        for s, r in placed.items():
+            cells[s].setdefault("metadata", {})["nbgrader"] = copy.deepcopy(_meta(release["cells"][r]))
+        changed = True
+    if not changed:
+        return path
     submitted["cells"] = cells
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / path.name

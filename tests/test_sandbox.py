@@ -35,7 +35,11 @@ from tests.hostile import cases as hostile
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK = "01_change_of_variables"
-COURSE_FILES = ["flowlib/checks.py", "autograder/nbgrader_config.py", f"solutions/{NOTEBOOK}/{NOTEBOOK}.ipynb"]
+COURSE_FILES = [
+    "flowlib/checks.py",
+    "autograder/nbgrader_config.py",
+    f"solutions/{NOTEBOOK}/{NOTEBOOK}.ipynb",
+]
 USER = "flowlib-grade-test"
 needs_sandbox = pytest.mark.skipif(kernel_sandbox.problem() is not None, reason="no sandbox here")
 
@@ -94,15 +98,38 @@ def hostile_batch(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
     out, subs = root / "out", root / "submissions"
     listener = _Listener()
-    ctx = hostile.Context(out=out, course=REPO, port=listener.port, marker=f"hostile-{uuid.uuid4().hex}")
-    made = hostile.cases(course.instructor_notebook(NOTEBOOK), course.student_notebook(NOTEBOOK), ctx)
+    ctx = hostile.Context(
+        out=out, course=REPO, port=listener.port, marker=f"hostile-{uuid.uuid4().hex}"
+    )
+    made = hostile.cases(
+        course.instructor_notebook(NOTEBOOK), course.student_notebook(NOTEBOOK), ctx
+    )
     hostile.write(made, subs, NOTEBOOK)
     before = _digest([REPO / f for f in COURSE_FILES])
-    cmd = [sys.executable, "-m", "autograder", "grade", str(subs), "--jobs", "2", "--timeout", "60",
-           "--memory", "2G", "--tmp-size", "512M", "--out", str(out), "--gradebook", str(out / "gradebook.db")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "autograder",
+        "grade",
+        str(subs),
+        "--jobs",
+        "2",
+        "--timeout",
+        "60",
+        "--memory",
+        "2G",
+        "--tmp-size",
+        "512M",
+        "--out",
+        str(out),
+        "--gradebook",
+        str(out / "gradebook.db"),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=REPO, timeout=1500)
     listener.sock.close()
-    return SimpleNamespace(cases=made, out=out, proc=proc, before=before, listener=listener, ctx=ctx)
+    return SimpleNamespace(
+        cases=made, out=out, proc=proc, before=before, listener=listener, ctx=ctx
+    )
 
 
 def _stored(out: Path, student: str) -> dict:
@@ -124,10 +151,20 @@ def test_hostile_scores_are_exact_or_held(hostile_batch):
         stored = _stored(b.out, case.name)
         mine = [r for r in rows if r["student"] == case.name]
         got = sum(c["points"] for c in stored["cells"])
-        assert got == case.expected, (case.name, stored["status"], stored["cells"], stored["cell_errors"])
+        assert got == case.expected, (
+            case.name,
+            stored["status"],
+            stored["cells"],
+            stored["cell_errors"],
+        )
         if case.held:
-            assert stored["status"].startswith("held: ") and case.held in stored["status"], (case.name, stored)
-            assert {float(r["points"]) for r in mine} == {0.0} and mine[0]["status"] == stored["status"]
+            assert stored["status"].startswith("held: ") and case.held in stored["status"], (
+                case.name,
+                stored,
+            )
+            assert {float(r["points"]) for r in mine} == {0.0} and mine[0]["status"] == stored[
+                "status"
+            ]
         else:
             assert stored["status"] == "graded", (case.name, stored["status"])
             assert sum(float(r["points"]) for r in mine) == case.expected
@@ -140,12 +177,17 @@ def test_hostile_code_changed_and_leaked_nothing(hostile_batch):
     assert _digest([REPO / f for f in COURSE_FILES]) == b.before  # the course checkout
     assert b.listener.received == []  # no connection reached the host's loopback
     assert _marked_processes(b.ctx.marker) == []  # the daemons died with their sandbox
-    feedback = {p.parent.name: p.read_text() for p in (b.out / "feedback").glob(f"*/{NOTEBOOK}.html")}
+    feedback = {
+        p.parent.name: p.read_text() for p in (b.out / "feedback").glob(f"*/{NOTEBOOK}.html")
+    }
     assert set(feedback) == {c.name for c in b.cases}
     for who, html in feedback.items():
         for secret in ("LEAKED", "WROTE", "REWROTE", "BEGIN HIDDEN TESTS", "### BEGIN SOLUTION"):
             assert secret not in html, (who, secret)
-    assert "blocked" in feedback["write_course"] and "Read-only file system" in feedback["write_course"]
+    assert (
+        "blocked" in feedback["write_course"]
+        and "Read-only file system" in feedback["write_course"]
+    )
     assert "secrets looked for in" in feedback["read_secrets"]
     summary = (b.out / "summary.md").read_text()
     assert "Mean score of the graded: " in summary
@@ -158,8 +200,18 @@ def test_hostile_code_changed_and_leaked_nothing(hostile_batch):
 @pytest.mark.grading_e2e
 def test_release_held_lets_the_grade_count(hostile_batch):
     b = hostile_batch
-    cmd = [sys.executable, "-m", "autograder", "release-held", "settrace", NOTEBOOK, "--out", str(b.out),
-           "--gradebook", str(b.out / "gradebook.db")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "autograder",
+        "release-held",
+        "settrace",
+        NOTEBOOK,
+        "--out",
+        str(b.out),
+        "--gradebook",
+        str(b.out / "gradebook.db"),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stderr
     mine = [r for r in _csv(b.out) if r["student"] == "settrace"]
@@ -175,7 +227,7 @@ SANDBOX_PROBE = r"""
 import os, socket, sys
 sys.path.insert(0, {repo!r})
 from autograder import kernel_sandbox as ks
-spec = ks.SandboxSpec(read_only=[{repo!r}])
+spec = ks.SandboxSpec()
 code = '''
 import os, socket
 seen = {{p: os.path.exists(p) for p in ({home!r}, {repo!r} + "/solutions", "/work", "/root")}}
@@ -199,21 +251,39 @@ def _ordinary_user() -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("runuser"), reason="creates a user: needs root")
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("runuser"), reason="creates a user: needs root"
+)
 @pytest.mark.skipif(not Path("/usr/bin/python3").exists(), reason="needs the system python3")
 def test_sandbox_as_an_ordinary_user():
     user = _ordinary_user()
     home = pwd.getpwnam(user).pw_dir
     listener = _Listener()
     script = SANDBOX_PROBE.format(repo=str(REPO), home=home, port=listener.port)
-    check = subprocess.run(["runuser", "-u", user, "--", "/usr/bin/python3", "-c",
-                            f"import sys; sys.path.insert(0, {str(REPO)!r}); from autograder import kernel_sandbox;"
-                            "print(kernel_sandbox.problem())"], capture_output=True, text=True, timeout=120)
+    check = subprocess.run(
+        [
+            "runuser",
+            "-u",
+            user,
+            "--",
+            "/usr/bin/python3",
+            "-c",
+            f"import sys; sys.path.insert(0, {str(REPO)!r}); from autograder import kernel_sandbox;"
+            "print(kernel_sandbox.problem())",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if check.stdout.strip() != "None":  # no unprivileged user namespaces here: the refusal instead
         assert "--no-sandbox" in kernel_sandbox.refusal(check.stdout.strip())
         pytest.skip(f"unprivileged user namespaces are not allowed here: {check.stdout.strip()}")
-    proc = subprocess.run(["runuser", "-u", user, "--", "/usr/bin/python3", "-c", script],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        ["runuser", "-u", user, "--", "/usr/bin/python3", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     listener.sock.close()
     assert proc.stdout.split() == ["2", "[]", "closed", "True"], proc.stdout + proc.stderr
     assert listener.received == []
@@ -225,8 +295,21 @@ def test_grade_refuses_without_user_namespaces(tmp_path):
     """``grade`` run where user namespaces cannot be made (inside a sandbox that forbids
     them): exit status 2 and the message names the cause and both ways out."""
     inner = kernel_sandbox.SandboxSpec(read_only=[*kernel_sandbox.python_paths(), str(REPO)])
-    cmd = kernel_sandbox.command(inner, [sys.executable, "-m", "autograder", "--course", str(REPO), "grade",
-                                         str(REPO / "notebooks"), "--out", "/tmp/out", "--no-gradebook"])
+    cmd = kernel_sandbox.command(
+        inner,
+        [
+            sys.executable,
+            "-m",
+            "autograder",
+            "--course",
+            str(REPO),
+            "grade",
+            str(REPO / "notebooks"),
+            "--out",
+            "/tmp/out",
+            "--no-gradebook",
+        ],
+    )
     cmd[cmd.index("--chdir") + 1] = str(REPO)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stdout + proc.stderr
@@ -234,8 +317,14 @@ def test_grade_refuses_without_user_namespaces(tmp_path):
     assert "--no-sandbox" in proc.stderr and "user namespaces" in proc.stderr
 
     env = {**os.environ, "PATH": str(tmp_path)}  # no bwrap on PATH
-    probe = subprocess.run([sys.executable, "-c", "from autograder import kernel_sandbox as k; print(k.problem())"],
-                           capture_output=True, text=True, env=env, cwd=REPO, timeout=60)
+    probe = subprocess.run(
+        [sys.executable, "-c", "from autograder import kernel_sandbox as k; print(k.problem())"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=60,
+    )
     assert "apt-get install bubblewrap" in probe.stdout
 
 
@@ -249,11 +338,21 @@ def test_stripped_metadata_is_restored_or_refused(tmp_path):
     ctx = hostile.Context(tmp_path, REPO, 0, "x")
     made = {c.name: c for c in hostile.cases(course.instructor_notebook(NOTEBOOK), release, ctx)}
     hostile.write([made["stripped"], made["stripped_ambiguous"]], tmp_path, NOTEBOOK)
-    fixed = restore_metadata(tmp_path / "stripped" / f"{NOTEBOOK}.ipynb", release, tmp_path / "fixed")
-    ids = [(c.get("metadata", {}).get("nbgrader") or {}).get("grade_id") for c in json.loads(fixed.read_text())["cells"]]
+    fixed = restore_metadata(
+        tmp_path / "stripped" / f"{NOTEBOOK}.ipynb", release, tmp_path / "fixed"
+    )
+    ids = [
+        (c.get("metadata", {}).get("nbgrader") or {}).get("grade_id")
+        for c in json.loads(fixed.read_text())["cells"]
+    ]
     want = [(c.get("metadata", {}).get("nbgrader") or {}).get("grade_id") for c in inst["cells"]]
     assert [i for i in ids if i] == [i for i in want if i]
-    assert restore_metadata(tmp_path / "stripped_ambiguous" / f"{NOTEBOOK}.ipynb", release, tmp_path / "x") is None
+    assert (
+        restore_metadata(
+            tmp_path / "stripped_ambiguous" / f"{NOTEBOOK}.ipynb", release, tmp_path / "x"
+        )
+        is None
+    )
 
 
 def test_canvas_and_moodle_exports_have_their_columns(tmp_path):
@@ -261,8 +360,12 @@ def test_canvas_and_moodle_exports_have_their_columns(tmp_path):
         cells = [CellResult("a", points, 2.0), CellResult("b", 0.0, 3.0)]
         return Result(student, NOTEBOOK, status, cells, lms=lms, lms_id=lms_id)
 
-    results = [result("jdoe", "canvas", "12345", 2.0), result("kim", "canvas", "777", 2.0, "held: patches x"),
-               result("424242", "moodle", "424242", 1.5), result("alice", "", "", 2.0)]
+    results = [
+        result("jdoe", "canvas", "12345", 2.0),
+        result("kim", "canvas", "777", 2.0, "held: patches x"),
+        result("424242", "moodle", "424242", 1.5),
+        result("alice", "", "", 2.0),
+    ]
     canvas, moodle = write_exports(results, tmp_path)
     rows = list(csv.reader(canvas.open()))
     assert rows[0] == CANVAS_COLUMNS + [NOTEBOOK]

@@ -78,7 +78,7 @@ for _root in _roots:
         _found += _glob.glob(_os.path.join(_root, _pattern), recursive=True)
 for _path in _found:
     try:
-        print("LEAKED", _path, open(_path, "rb").read(2000))
+        print("LEAK" + "ED", _path, open(_path, "rb").read(2000))
     except OSError as _e:
         print("blocked", _path, _e)
 print("secrets looked for in", sorted(_roots))
@@ -91,7 +91,7 @@ for _t in _targets:
     try:
         with open(_t, "a") as _f:
             _f.write("\\n# HACKED\\n")
-        print("WROTE", _t)
+        print("WRO" + "TE", _t)
     except OSError as _e:
         print("blocked", _t, _e)
 """
@@ -103,7 +103,7 @@ for _path in _glob.glob({out!r} + "/results/*/*.json"):
         for _c in _r["cells"]:
             _c["points"] = 0 if "{victim}" in _path else 100
         _json.dump(_r, open(_path, "w"))
-        print("REWROTE", _path)
+        print("REWRO" + "TE", _path)
     except OSError as _e:
         print("blocked", _path, _e)
 """
@@ -178,7 +178,13 @@ def _meta(cell: dict) -> dict:
 
 
 def _cell(source: str) -> dict:
-    return {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": source}
+    return {
+        "cell_type": "code",
+        "execution_count": None,
+        "metadata": {},
+        "outputs": [],
+        "source": source,
+    }
 
 
 def _with(nb: dict, code: str) -> dict:
@@ -196,7 +202,9 @@ def _stripped(nb: dict) -> dict:
 
 def _ambiguous(nb: dict) -> dict:
     nb = _stripped(nb)
-    first = next(i for i, c in enumerate(nb["cells"]) if "def pushforward_log_prob" in "".join(c["source"]))
+    first = next(
+        i for i, c in enumerate(nb["cells"]) if "def pushforward_log_prob" in "".join(c["source"])
+    )
     nb["cells"].insert(first, _cell("# my scratch work\nx_scratch = 1"))
     return nb
 
@@ -210,7 +218,9 @@ def _edited(inst: dict, change) -> dict:
 def _solved(inst: dict, rel: dict) -> dict:
     """What a student who solved everything hands in: the release with the instructor's
     answers in its exercise cells."""
-    answers = {_meta(c).get("grade_id"): c["source"] for c in inst["cells"] if _meta(c).get("solution")}
+    answers = {
+        _meta(c).get("grade_id"): c["source"] for c in inst["cells"] if _meta(c).get("solution")
+    }
     nb = copy.deepcopy(rel)
     for cell in nb["cells"]:
         if _meta(cell).get("solution"):
@@ -226,19 +236,38 @@ def cases(instructor: Path, release: Path, ctx: Context) -> list[Hostile]:
     cells = inst["cells"]
     total = sum(float(_meta(c).get("points", 0)) for c in cells if _meta(c).get("grade"))
     last = max(i for i, c in enumerate(cells) if _meta(c).get("solution"))
-    after_last = sum(float(_meta(c).get("points", 0)) for c in cells[last:] if _meta(c).get("grade"))
+    after_last = sum(
+        float(_meta(c).get("points", 0)) for c in cells[last:] if _meta(c).get("grade")
+    )
     encoded = base64.b64encode(RUN_CELL.encode()).decode()
     colab = copy.deepcopy(inst)
-    colab["metadata"] = {"colab": {"provenance": []}, "kernelspec": {"name": "python3", "display_name": "Python 3"}}
+    colab["metadata"] = {
+        "colab": {"provenance": []},
+        "kernelspec": {"name": "python3", "display_name": "Python 3"},
+    }
     conda = copy.deepcopy(inst)
-    conda["metadata"]["kernelspec"] = {"name": "conda-env-flows-py", "display_name": "Python [conda env:flows]",
-                                       "language": "python"}
-    fmt = {"course": str(ctx.course), "out": str(ctx.out), "nb": nb, "victim": ctx.victim, "port": ctx.port,
-           "marker": ctx.marker}
+    conda["metadata"]["kernelspec"] = {
+        "name": "conda-env-flows-py",
+        "display_name": "Python [conda env:flows]",
+        "language": "python",
+    }
+    fmt = {
+        "course": str(ctx.course),
+        "out": str(ctx.out),
+        "nb": nb,
+        "victim": ctx.victim,
+        "port": ctx.port,
+        "marker": ctx.marker,
+    }
     return [
         Hostile("correct", inst, total),
         Hostile("transformer", _with(rel, TRANSFORMER), 0.0, "input_transformers"),
-        Hostile("transformer_obfuscated", _with(rel, TRANSFORMER_OBFUSCATED), 0.0, "input_transformers_cleanup"),
+        Hostile(
+            "transformer_obfuscated",
+            _with(rel, TRANSFORMER_OBFUSCATED),
+            0.0,
+            "input_transformers_cleanup",
+        ),
         Hostile("run_cell", _with(rel, RUN_CELL), 0.0, "run_cell"),
         Hostile("encoded_run_cell", _with(rel, ENCODED.format(payload=encoded)), 0.0, "run_cell"),
         Hostile("showtraceback", _with(rel, SHOWTRACEBACK), 0.0, "showtraceback"),
@@ -256,7 +285,11 @@ def cases(instructor: Path, release: Path, ctx: Context) -> list[Hostile]:
         Hostile("stripped", _stripped(inst), total),
         Hostile("stripped_ambiguous", _ambiguous(inst), 0.0, "nbgrader metadata missing"),
         Hostile("deleted_solution", _edited(inst, lambda cs: cs.pop(last)), total - after_last),
-        Hostile("duplicated_solution", _edited(inst, lambda cs: cs.insert(last, copy.deepcopy(cs[last]))), total),
+        Hostile(
+            "duplicated_solution",
+            _edited(inst, lambda cs: cs.insert(last, copy.deepcopy(cs[last]))),
+            total,
+        ),
         Hostile("colab", colab, total),
         Hostile("conda", conda, total),
     ]
