@@ -74,7 +74,8 @@ for _d in _glob.glob("/**/direct_url.json", recursive=True)[:20]:
         pass
 _found = []
 for _root in _roots:
-    for _pattern in ("solutions/*/*.ipynb", "autograder/gradebook.db", "**/gradebook.db", "results/*/*.json"):
+    for _pattern in ("solutions/*/*.ipynb", "autograder/gradebook.db", "**/gradebook.db",
+                     "results/*/*.json"):
         _found += _glob.glob(_os.path.join(_root, _pattern), recursive=True)
 for _path in _found:
     try:
@@ -85,7 +86,8 @@ print("secrets looked for in", sorted(_roots))
 """
 WRITE_COURSE = """
 import os as _os, flowlib as _fl, flowlib.checks as _ch
-_targets = [_ch.__file__, {course!r} + "/flowlib/checks.py", {course!r} + "/autograder/nbgrader_config.py",
+_targets = [_ch.__file__, {course!r} + "/flowlib/checks.py",
+            {course!r} + "/autograder/nbgrader_config.py",
             {course!r} + "/solutions/{nb}/{nb}.ipynb"]
 for _t in _targets:
     try:
@@ -137,7 +139,8 @@ for _host in ("127.0.0.1", "localhost"):
 """
 DAEMON = """
 import subprocess as _sp, sys as _sys
-_sp.Popen([_sys.executable, "-c", "import time; time.sleep(600)", {marker!r}], start_new_session=True)
+_sp.Popen([_sys.executable, "-c", "import time; time.sleep(600)", {marker!r}],
+          start_new_session=True)
 _sp.Popen(["setsid", "sh", "-c", "sleep 600; echo {marker}"])
 """
 FORKS = """
