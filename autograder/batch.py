@@ -10,7 +10,6 @@ one finished job at a time.
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shutil
 import signal
@@ -28,7 +27,11 @@ from . import gradebook as course_gradebook
 from . import kernel_sandbox
 from .collect import Collection, Rejected, Submission, collect
 from .course import Course, GradingError, load_config
+from .held import held_feedback
 from .job import JobSpec
+from .job_report import JobReport
+from .lms_export import write_exports
+from .metadata_repair import restore_metadata
 from .results import (
     METADATA_MISSING,
     Result,
@@ -37,9 +40,6 @@ from .results import (
     write_grades_csv,
     write_import_report,
 )
-from .held import held_feedback
-from .lms_export import write_exports
-from .metadata_repair import restore_metadata
 from .review import course_cells, flags, holds, notebook_problem
 from .sandbox import kill_marked, scrubbed_environment, tree_digest
 from .templates import Template, template
@@ -123,22 +123,38 @@ def grade(
     return report
 
 
-def _triage(found: Collection, templates: dict, merger: _Merger, settings, work: Path, options: Options):
+def _triage(
+    found: Collection, templates: dict, merger: _Merger, settings, work: Path, options: Options
+):
     """Keep unchanged grades, settle what cannot run, and list the jobs to run."""
     todo = []
     for s in found.submissions:
         t = templates[s.notebook]
         exempt = course_cells(t.release_notebook)
-        extra = {"origin": s.origin, "sha256": s.sha256, "settings": settings(t), "flags": flags(s.path, exempt),
-                 "sandboxed": options.sandbox, "lms_id": s.lms_id or "", "lms": s.lms or ""}
+        extra = {
+            "origin": s.origin,
+            "sha256": s.sha256,
+            "settings": settings(t),
+            "flags": flags(s.path, exempt),
+            "sandboxed": options.sandbox,
+            "lms_id": s.lms_id or "",
+            "lms": s.lms or "",
+        }
         previous = merger.store.get(s.notebook, s.student)
-        if previous and (previous.sha256, previous.settings) == (extra["sha256"], extra["settings"]) \
-                and not options.force:
+        if (
+            previous
+            and (previous.sha256, previous.settings) == (extra["sha256"], extra["settings"])
+            and not options.force
+        ):
             merger.reuse(previous, s)
         elif problem := notebook_problem(s.path):
             merger.finish(Result.not_graded(s.student, s.notebook, t, problem, **extra), s, None)
-        elif (repaired := restore_metadata(s.path, t.release_notebook, work / "repaired" / s.student)) is None:
-            merger.finish(Result.held_ungraded(s.student, s.notebook, t, METADATA_MISSING, **extra), s, None)
+        elif (
+            repaired := restore_metadata(s.path, t.release_notebook, work / "repaired" / s.student)
+        ) is None:
+            merger.finish(
+                Result.held_ungraded(s.student, s.notebook, t, METADATA_MISSING, **extra), s, None
+            )
         else:
             s.path = repaired
             todo.append((s, t, {**extra, "held": holds(s.path, exempt)}))
@@ -297,20 +313,17 @@ class _JobRunner:
         for proc in list(self.running):
             _kill_group(proc)
 
-    def run(self, s: Submission, t: Template) -> tuple[dict, float, Path]:
+    def run(self, s: Submission, t: Template) -> tuple[JobReport, float, Path]:
         start = time.monotonic()
         jobdir = Path(tempfile.mkdtemp(prefix=f"job-{s.notebook[:2]}-", dir=self.work))
         marker = uuid.uuid4().hex
         try:
             digest = self._prepare(jobdir, s, t)
             job = self._execute(jobdir, marker)
-            if job.get("status") == "graded" and tree_digest(jobdir / "lib" / "flowlib") != digest:
-                job = {
-                    "status": "error",
-                    "reason": "the submission rewrote the course package flowlib on disk",
-                }
-        except Exception as err:  # never let one submission stop the batch
-            job = {"status": "error", "reason": f"grader error: {type(err).__name__}: {err}"}
+            if job.graded and tree_digest(jobdir / "lib" / "flowlib") != digest:
+                job = JobReport.failed("the submission rewrote the course package flowlib on disk")
+        except Exception as err:  # noqa: BLE001 (never let one submission stop the batch)
+            job = JobReport.failed(f"grader error: {type(err).__name__}: {err}")
         return job, time.monotonic() - start, jobdir
 
     def _prepare(self, jobdir: Path, s: Submission, t: Template) -> str:
@@ -366,7 +379,7 @@ class _JobRunner:
             env=env,
         )
 
-    def _execute(self, jobdir: Path, marker: str) -> dict:
+    def _execute(self, jobdir: Path, marker: str) -> JobReport:
         """Run the job; its report counts only if it carries the nonce sent on its stdin,
         which the job reads before any student code runs."""
         nonce = uuid.uuid4().hex
@@ -389,28 +402,21 @@ class _JobRunner:
             try:
                 proc.communicate(nonce.encode() + b"\n", timeout=limit)
             except subprocess.TimeoutExpired:
-                return {
-                    "status": "error",
-                    "reason": f"grading took longer than {limit} s and was stopped",
-                }
+                return JobReport.failed(f"grading took longer than {limit} s and was stopped")
             finally:
                 _kill_group(proc)
                 kill_marked(marker)
                 self.running.discard(proc)
         result = jobdir / "result.json"
-        job = json.loads(result.read_text()) if result.is_file() and not result.is_symlink() else {}
-        if (
-            not isinstance(job, dict) or job.get("nonce") != nonce
-        ):  # missing, or planted by the submission
+        readable = result.is_file() and not result.is_symlink()
+        job = JobReport.from_json(result.read_text()) if readable else JobReport.failed("")
+        if job.nonce != nonce:  # missing, or planted by the submission
             how = (
                 f"signal {-proc.returncode}"
                 if proc.returncode < 0
                 else f"exit status {proc.returncode}"
             )
-            return {
-                "status": "error",
-                "reason": f"the grading process ended without a report ({how})",
-            }
+            return JobReport.failed(f"the grading process ended without a report ({how})")
         return job
 
 

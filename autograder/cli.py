@@ -108,7 +108,10 @@ def cmd_release_held(args) -> int:
 
     course = _course(args)
     out, gradebook = _out_and_gradebook(args, course)
-    print(f"{args.student} {args.notebook}: " + release_held(out, args.student, args.notebook, gradebook))
+    print(
+        f"{args.student} {args.notebook}: "
+        + release_held(out, args.student, args.notebook, gradebook)
+    )
     return 0
 
 
@@ -238,10 +241,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("notebook")
     p.add_argument("--out", help="the folder `grade` wrote (default autograder/work/grades)")
     p.add_argument("--gradebook", help="course gradebook to update (default: the config's)")
-    p.add_argument("--no-gradebook", action="store_true", help="do not touch any nbgrader gradebook")
+    p.add_argument(
+        "--no-gradebook", action="store_true", help="do not touch any nbgrader gradebook"
+    )
     p.set_defaults(func=cmd_release_held)
 
-    p = sub.add_parser("export", help="write canvas_grades.csv and moodle_grades.csv from the grades")
+    p = sub.add_parser(
+        "export", help="write canvas_grades.csv and moodle_grades.csv from the grades"
+    )
     p.add_argument("--out", help="the folder `grade` wrote (default autograder/work/grades)")
     p.set_defaults(func=cmd_export)
 

@@ -170,8 +170,15 @@ def attribute(parts: tuple[str, ...], notebooks: list[str]) -> Submission | Reje
     notebook, prefix, copy = match
     if folder_student:
         moodle = MOODLE.match(parts[-2])
-        return Submission(folder_student, notebook, Path(), "", copy=copy,
-                          lms_id=moodle["pid"] if moodle else None, lms="moodle" if moodle else None)
+        return Submission(
+            folder_student,
+            notebook,
+            Path(),
+            "",
+            copy=copy,
+            lms_id=moodle["pid"] if moodle else None,
+            lms="moodle" if moodle else None,
+        )
     if not prefix:
         return Rejected(
             "",
@@ -184,8 +191,15 @@ def attribute(parts: tuple[str, ...], notebooks: list[str]) -> Submission | Reje
     if student is None:
         return Rejected("", f"cannot read a student id from {prefix!r}", None, notebook)
     lms = "canvas" if lms_id else "moodle" if MOODLE.match(prefix) else None
-    return Submission(student, notebook, Path(), "", copy=copy, lms_id=lms_id or (student if lms else None),
-                      lms=lms)
+    return Submission(
+        student,
+        notebook,
+        Path(),
+        "",
+        copy=copy,
+        lms_id=lms_id or (student if lms else None),
+        lms=lms,
+    )
 
 
 def match_notebook(stem: str, notebooks: list[str]) -> tuple[str, str, int] | None:

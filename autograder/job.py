@@ -27,6 +27,9 @@ import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .error_names import CELL_TIMEOUT, GRADER_ERRORS
+from .job_report import GRADED, CellScore, JobReport
+
 STARTED = time.monotonic()
 
 
@@ -63,7 +66,7 @@ def job_config(spec: JobSpec, jobdir: Path):
     config.ExecutePreprocessor.timeout = spec.timeout
     config.Execute.interrupt_on_timeout = True
     config.Execute.error_on_timeout = {
-        "ename": "CellTimeoutError",
+        "ename": CELL_TIMEOUT,
         "evalue": f"the cell ran longer than {spec.timeout} s and was interrupted",
         "traceback": [
             f"CellTimeoutError: the cell ran longer than {spec.timeout} s and was interrupted"
@@ -110,13 +113,6 @@ def _named(preprocessor, name: str) -> bool:
     ] == name
 
 
-GRADER_ERRORS = (
-    "CellTimeoutError",
-    "KernelDied",
-    "NotRun",
-)  # say more than the KeyboardInterrupt they cause
-
-
 def error_line(outputs) -> str | None:
     """'Ename: first line of the message' of the cell's error (the grader's own first)."""
     errors = [o for o in outputs if o.get("output_type") == "error"]
@@ -128,7 +124,7 @@ def error_line(outputs) -> str | None:
     return None
 
 
-def read_grades(spec: JobSpec, jobdir: Path) -> dict:
+def read_grades(spec: JobSpec, jobdir: Path) -> JobReport:
     """Scores from the job gradebook and error messages from the autograded notebook."""
     import nbformat
     from nbgrader.api import Gradebook
@@ -148,12 +144,12 @@ def read_grades(spec: JobSpec, jobdir: Path) -> dict:
     with Gradebook(f"sqlite:///{jobdir / 'gradebook.db'}") as gb:
         submission = gb.find_submission_notebook(spec.notebook, spec.notebook, spec.student)
         scores = {g.name: g.auto_score for g in submission.grades}
-    cells = {name: {"score": score, "error": messages.get(name)} for name, score in scores.items()}
+    cells = {name: CellScore(score, messages.get(name)) for name, score in scores.items()}
     tampering = [str(x) for x in nb.metadata.get("autograder", {}).get("tampering", [])]
-    return {"cells": cells, "cell_errors": cell_errors, "tampering": tampering}
+    return JobReport(GRADED, cells=cells, cell_errors=cell_errors, tampering=tampering)
 
 
-def run(jobdir: Path) -> dict:
+def run(jobdir: Path) -> JobReport:
     from nbgrader.converters import Autograde, GenerateFeedback
     from nbgrader.coursedir import CourseDirectory
 
@@ -177,20 +173,18 @@ def run(jobdir: Path) -> dict:
         grader.start()
     except BaseException as err:  # nbgrader re-raises KeyboardInterrupt; report it all the same
         kill_descendants()
-        return {
-            "status": "error",
-            "reason": errors.reason() or f"nbgrader autograde failed: {err!r}",
-        }
+        return JobReport.failed(errors.reason() or f"nbgrader autograde failed: {err!r}")
     finally:
         timings["autograde"] = time.monotonic() - STARTED - sum(timings.values())
     kill_descendants()
-    result = {"status": "graded", **read_grades(spec, jobdir), "timings": timings}
+    result = read_grades(spec, jobdir)
+    result.timings = timings
     try:
         feedback = GenerateFeedback(coursedir=coursedir, config=config)
         feedback.force = True
         feedback.start()
     except Exception as err:
-        result["feedback_error"] = str(err)[:300]
+        result.feedback_error = str(err)[:300]
     timings["feedback"] = time.monotonic() - STARTED - sum(timings.values())
     return result
 
@@ -221,13 +215,11 @@ def main() -> int:
     try:
         result = run(jobdir)
     except Exception:
-        result = {
-            "status": "error",
-            "reason": "grader error: " + traceback.format_exc(limit=3)[-300:],
-        }
+        result = JobReport.failed("grader error: " + traceback.format_exc(limit=3)[-300:])
+    result.nonce = nonce
     report = jobdir / "result.json"
     report.unlink(missing_ok=True)  # never write through a link the submission left
-    report.write_text(json.dumps({**result, "nonce": nonce}, indent=1))
+    report.write_text(result.to_json())
     return 0
 
 

@@ -49,8 +49,11 @@ def match_cells(submitted: list[dict], release: list[dict]) -> dict[int, int] | 
             continue
         before = max((s for rr, s in anchors.items() if rr < r), default=-1)
         after = min((s for rr, s in anchors.items() if rr > r), default=len(submitted))
-        between = [s for s in range(before + 1, after)
-                   if s not in anchors.values() and submitted[s].get("cell_type") == cell.get("cell_type")]
+        between = [
+            s
+            for s in range(before + 1, after)
+            if s not in anchors.values() and submitted[s].get("cell_type") == cell.get("cell_type")
+        ]
         if len(between) != 1:
             return None
         placed[between[0]] = r
@@ -89,7 +92,9 @@ def restore_metadata(path: Path, release_notebook: Path, dest_dir: Path) -> Path
         if placed is None:
             return None
         for s, r in placed.items():
-            cells[s].setdefault("metadata", {})["nbgrader"] = copy.deepcopy(_meta(release["cells"][r]))
+            cells[s].setdefault("metadata", {})["nbgrader"] = copy.deepcopy(
+                _meta(release["cells"][r])
+            )
         changed = True
     if not changed:
         return path

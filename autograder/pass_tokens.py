@@ -16,8 +16,9 @@ import secrets
 
 from nbformat import NotebookNode
 
+from .error_names import NO_PASS_SIGNAL
+
 PREFIX = "autograder-pass-"
-NO_PASS_SIGNAL = "NoPassSignal"
 
 
 def is_test_cell(cell) -> bool:
@@ -40,7 +41,9 @@ def disarm(cell, token: str) -> bool:
         if out.get("output_type") == "stream" and token in out.get("text", ""):
             seen = seen or out.get("name") == "stdout" and f"{token}\n" in out.text
             out.text = out.text.replace(f"{token}\n", "").replace(token, "")
-    cell.outputs = [o for o in cell.outputs if not (o.get("output_type") == "stream" and not o.get("text"))]
+    cell.outputs = [
+        o for o in cell.outputs if not (o.get("output_type") == "stream" and not o.get("text"))
+    ]
     return seen
 
 
@@ -51,6 +54,9 @@ def fail_unproven(cell) -> None:
     evalue = "the cell did not reach its end, so its checks did not all run"
     cell.outputs.append(
         NotebookNode(
-            output_type="error", ename=NO_PASS_SIGNAL, evalue=evalue, traceback=[f"{NO_PASS_SIGNAL}: {evalue}"]
+            output_type="error",
+            ename=NO_PASS_SIGNAL,
+            evalue=evalue,
+            traceback=[f"{NO_PASS_SIGNAL}: {evalue}"],
         )
     )

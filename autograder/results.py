@@ -14,9 +14,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .collect import Rejected
+from .error_names import CELL_TIMEOUT, KERNEL_DIED, NO_PASS_SIGNAL, NOT_RUN
+from .job_report import GRADED, CellScore, JobReport
 from .templates import Template
 
-GRADED = "graded"
 HELD = "held: "  # the start of a held submission's status
 NOT_GRADED = "not graded: "
 METADATA_MISSING = "nbgrader metadata missing (cells copied into a new notebook?)"
@@ -89,38 +90,32 @@ class Result:
         return cls(student, notebook, HELD + why, cells, held=[why], **kw)
 
     @classmethod
-    def from_job(cls, student, notebook, template: Template, job: dict, **kw) -> Result:
+    def from_job(cls, student, notebook, template: Template, job: JobReport, **kw) -> Result:
         """Trusted scores from a job's report: points are clamped to the template's, and
         a grade cell missing from the report scores 0."""
-        if job.get("status") != GRADED:
-            return cls.not_graded(
-                student, notebook, template, job.get("reason", "grading failed"), **kw
-            )
-        reported = job.get("cells", {})
+        if not job.graded:
+            return cls.not_graded(student, notebook, template, job.reason or "grading failed", **kw)
+        reported = job.cells
         cells = []
         for cell in template.grade_cells:
-            got = reported.get(cell.id) or {}
-            score = got.get("score")
+            got = reported.get(cell.id) or CellScore()
+            score = got.score
             points = (
                 min(max(float(score), 0.0), cell.points) if isinstance(score, (int, float)) else 0.0
             )
-            error = got.get("error") if cell.id in reported else "missing from the graded notebook"
+            error = got.error if cell.id in reported else "missing from the graded notebook"
             cells.append(
                 CellResult(cell.id, points, cell.points, error if points < cell.points else None)
             )
-        timings = {
-            k: round(float(v), 2)
-            for k, v in (job.get("timings") or {}).items()
-            if isinstance(v, (int, float))
-        }
-        held = list(dict.fromkeys([*kw.pop("held", []), *map(str, job.get("tampering") or [])]))
+        timings = {k: round(v, 2) for k, v in job.timings.items()}
+        held = list(dict.fromkeys([*kw.pop("held", []), *job.tampering]))
         return cls(
             student,
             notebook,
             HELD + "; ".join(held) if held else GRADED,
             cells,
             held=held,
-            cell_errors=job.get("cell_errors", [])[:50],
+            cell_errors=job.cell_errors[:50],
             timings=timings,
             **kw,
         )
@@ -246,7 +241,9 @@ def summary(results: list[Result], rejected: list[Rejected], top: int = 3) -> st
             if r.is_held:
                 lines.append(f"  - {_held_advice(r)}")
             if r.released:
-                lines.append(f"- **{r.student}**: released by the instructor after a hold ({r.released})")
+                lines.append(
+                    f"- **{r.student}**: released by the instructor after a hold ({r.released})"
+                )
         for r in rs:
             if r.flags:
                 lines.append(f"- review **{r.student}** by hand: {', '.join(r.flags)}")
@@ -272,9 +269,10 @@ def _held_advice(r: Result) -> str:
 
 
 EVENTS = {
-    "a cell timeout": ("CellTimeoutError",),
-    "a kernel death": ("KernelDied",),
-    "cells not run": ("NotRun",),
+    "a cell timeout": (CELL_TIMEOUT,),
+    "a kernel death": (KERNEL_DIED,),
+    "cells not run": (NOT_RUN,),
+    "unproven test cells": (NO_PASS_SIGNAL,),
     "memory errors": ("MemoryError", "can't allocate memory"),
 }
 

@@ -21,17 +21,29 @@ HOLDS = {
     "patches get_ipython().input_transformers": re.compile(
         r"input_transformer|ast_transformers|InputTransformer|TransformerManager"
     ),
-    "patches get_ipython().run_cell": re.compile(r"\brun_cell|run_ast_nodes|\brun_code\b|transform_cell"),
-    "patches get_ipython().events": re.compile(r"\bevents\s*\.\s*(register|callbacks|unregister|trigger)"),
-    "installs a custom exception handler": re.compile(r"set_custom_exc|CustomTB|custom_exceptions|excepthook"),
+    "patches get_ipython().run_cell": re.compile(
+        r"\brun_cell|run_ast_nodes|\brun_code\b|transform_cell"
+    ),
+    "patches get_ipython().events": re.compile(
+        r"\bevents\s*\.\s*(register|callbacks|unregister|trigger)"
+    ),
+    "installs a custom exception handler": re.compile(
+        r"set_custom_exc|CustomTB|custom_exceptions|excepthook"
+    ),
     "patches showtraceback": re.compile(r"showtraceback|showsyntaxerror|InteractiveTB|displayhook"),
-    "calls sys.settrace or sys.setprofile": re.compile(r"settrace|setprofile|sys\s*\.\s*monitoring"),
+    "calls sys.settrace or sys.setprofile": re.compile(
+        r"settrace|setprofile|sys\s*\.\s*monitoring"
+    ),
     "changes builtins": re.compile(r"\bbuiltins\b|__builtins__"),
     "patches importlib.reload": re.compile(
         r"importlib\s*\.\s*reload\s*=(?!=)|setattr\(\s*importlib|importlib\s*\.\s*__dict__"
     ),
-    "patches the kernel": re.compile(r"get_ipython\(\)\s*\.\s*kernel|\bkernel\s*\.\s*(session|shell)\b"),
-    "runs encoded code": re.compile(r"\b(exec|eval)\s*\(.*(b64|base64|decode|codecs|zlib|marshal|bytes\.fromhex)"),
+    "patches the kernel": re.compile(
+        r"get_ipython\(\)\s*\.\s*kernel|\bkernel\s*\.\s*(session|shell)\b"
+    ),
+    "runs encoded code": re.compile(
+        r"\b(exec|eval)\s*\(.*(b64|base64|decode|codecs|zlib|marshal|bytes\.fromhex)"
+    ),
 }
 
 SUSPICIOUS = {
@@ -88,7 +100,9 @@ def _code(path: Path) -> list[str]:
 
 def _found(path: Path, patterns: dict[str, re.Pattern], exempt: set[str]) -> list[str]:
     sources = [s for s in _code(path) if s not in exempt]
-    return sorted(name for name, pattern in patterns.items() if any(pattern.search(s) for s in sources))
+    return sorted(
+        name for name, pattern in patterns.items() if any(pattern.search(s) for s in sources)
+    )
 
 
 def flags(path: Path, exempt: set[str] | None = None) -> list[str]:

@@ -28,6 +28,7 @@ from nbgrader.preprocessors import Execute
 from traitlets import Integer
 
 from . import pass_tokens, tamper_probe
+from .error_names import CELL_TIMEOUT, KERNEL_DIED, NOT_RUN
 from .sandbox import kill_descendants
 
 
@@ -66,7 +67,9 @@ class RobustExecute(Execute):
         self._output_bytes: dict[int, int] = {}
         self._baseline: dict | None = None  # the kernel's machinery before any student code
         self._tampering: list[str] = []
-        tokens = {i: pass_tokens.arm(c) for i, c in enumerate(nb.cells) if pass_tokens.is_test_cell(c)}
+        tokens = {
+            i: pass_tokens.arm(c) for i, c in enumerate(nb.cells) if pass_tokens.is_test_cell(c)
+        }
         try:
             nb, resources = super().preprocess(nb, resources, km)
         finally:
@@ -85,7 +88,7 @@ class RobustExecute(Execute):
                 f"not run: the notebook used up its {self.notebook_timeout} s of grading time"
             )
         if self._gave_up:
-            cell.outputs = [error_output("NotRun", self._gave_up)]
+            cell.outputs = [error_output(NOT_RUN, self._gave_up)]
             return cell, self.resources
         self._output_bytes[index] = 0
         if self._baseline is None:
@@ -95,7 +98,7 @@ class RobustExecute(Execute):
         except DeadKernelError:
             cell.outputs.append(
                 error_output(
-                    "KernelDied",
+                    KERNEL_DIED,
                     "the kernel stopped while this cell ran (sys/os exit, a crash or the "
                     "memory limit); the cells below ran in a fresh kernel",
                 )
@@ -104,7 +107,7 @@ class RobustExecute(Execute):
             self._recover(index)
             return cell, self.resources
         except CellTimeoutError as err:  # e.g. no output for a while after the reply
-            cell.outputs.append(error_output("CellTimeoutError", str(err).splitlines()[0]))
+            cell.outputs.append(error_output(CELL_TIMEOUT, str(err).splitlines()[0]))
         if self._timed_out(cell):
             self._skip.add(index)
             if not self._kernel_answers():
@@ -128,9 +131,10 @@ class RobustExecute(Execute):
         return found or {}
 
     async def _async_probe(self) -> dict | None:
-        code, name = tamper_probe.request()
-        expression = f"globals().pop({name!r})"
-        msg_id = self.kc.execute(code, silent=True, store_history=False, user_expressions={name: expression})
+        name = "fingerprint"
+        msg_id = self.kc.execute(
+            "", silent=True, store_history=False, user_expressions={name: tamper_probe.request()}
+        )
         deadline = monotonic() + self.probe_timeout
         while (left := deadline - monotonic()) > 0:
             try:
@@ -166,7 +170,7 @@ class RobustExecute(Execute):
     # -- helpers
 
     def _timed_out(self, cell) -> bool:
-        ename = self.error_on_timeout.get("ename") if self.error_on_timeout else "CellTimeoutError"
+        ename = self.error_on_timeout.get("ename") if self.error_on_timeout else CELL_TIMEOUT
         return any(
             o.get("output_type") == "error" and o.get("ename") == ename for o in cell.outputs
         )

@@ -15,10 +15,16 @@ from __future__ import annotations
 
 import ast
 import json
-import secrets
 
 NO_BASELINE = "the grader could not check a fresh kernel's machinery (grade it again)"
-ALLOWED_CALLBACK_PACKAGES = ("IPython", "ipykernel", "matplotlib_inline", "matplotlib", "ipywidgets", "comm")
+ALLOWED_CALLBACK_PACKAGES = (
+    "IPython",
+    "ipykernel",
+    "matplotlib_inline",
+    "matplotlib",
+    "ipywidgets",
+    "comm",
+)
 
 PROBE = r"""
 def __autograder_fingerprint():
@@ -50,25 +56,51 @@ def __autograder_fingerprint():
     return json.dumps(fp)
 """
 
-METHODS = ("run_cell", "run_cell_async", "run_ast_nodes", "run_code", "run_cell_magic", "run_line_magic",
-           "transform_cell", "transform_ast", "should_run_async", "showtraceback", "_showtraceback",
-           "showsyntaxerror", "set_custom_exc", "user_expressions", "ex", "ev", "safe_execfile",
-           "_run_cell")
-KERNEL_METHODS = ("do_execute", "execute_request", "send_response", "_publish_status", "dispatch_shell")
+METHODS = (
+    "run_cell",
+    "run_cell_async",
+    "run_ast_nodes",
+    "run_code",
+    "run_cell_magic",
+    "run_line_magic",
+    "transform_cell",
+    "transform_ast",
+    "should_run_async",
+    "showtraceback",
+    "_showtraceback",
+    "showsyntaxerror",
+    "set_custom_exc",
+    "user_expressions",
+    "ex",
+    "ev",
+    "safe_execfile",
+    "_run_cell",
+)
+KERNEL_METHODS = (
+    "do_execute",
+    "execute_request",
+    "send_response",
+    "_publish_status",
+    "dispatch_shell",
+)
 VOLATILE = ("_", "__", "___", "input", "raw_input")
 
 
-def request() -> tuple[str, str]:
-    """The code of one probe, and the name of the global its answer is in."""
-    name = f"__autograder_probe_{secrets.token_hex(8)}"
+def request() -> str:
+    """One probe: an expression for ``user_expressions``, so that it is evaluated
+    without passing through input transformers or ``run_cell``."""
     code = PROBE
-    for key, value in (("@METHODS@", METHODS), ("@KERNEL@", KERNEL_METHODS), ("@VOLATILE@", VOLATILE),
-                       ("@ALLOWED@", ALLOWED_CALLBACK_PACKAGES)):
+    for key, value in (
+        ("@METHODS@", METHODS),
+        ("@KERNEL@", KERNEL_METHODS),
+        ("@VOLATILE@", VOLATILE),
+        ("@ALLOWED@", ALLOWED_CALLBACK_PACKAGES),
+    ):
         code = code.replace(key, repr(value))
-    return f"{code}\n{name} = __autograder_fingerprint()\ndel __autograder_fingerprint\n", name
+    return f"(lambda ns: (exec({code!r}, ns), ns['__autograder_fingerprint']())[1])({{'get_ipython': get_ipython}})"
 
 
-def read_answer(reply: dict | None, name: str) -> dict | None:
+def read_answer(reply: dict | None, name: str = "fingerprint") -> dict | None:
     """The fingerprint in a probe's execute_reply, or None when it did not answer properly."""
     content = (reply or {}).get("content", {})
     answer = content.get("user_expressions", {}).get(name, {})

@@ -31,6 +31,7 @@ from autograder.batch import Options
 from autograder.cli import main
 from autograder.collect import collect
 from autograder.course import Course, GradingError
+from autograder.job_report import JobReport
 from autograder.release import check_release, differences, write_release
 from autograder.results import Result
 from autograder.review import flags, notebook_problem
@@ -240,14 +241,20 @@ def test_result_from_job_trusts_only_the_template():
             "z": {"score": 5},
         },
     }
-    r = Result.from_job("s", "nb", t, job)
+    r = Result.from_job("s", "nb", t, JobReport.from_json(json.dumps(job)))
     assert [(c.id, c.points, c.error) for c in r.cells] == [
         ("a", 1.0, None),
         ("b", 0.0, "Boom: x"),
         ("c", 0.0, "missing from the graded notebook"),
     ]
-    failed = Result.from_job("s", "nb", t, {"status": "error", "reason": "it broke"})
+    failed = Result.from_job("s", "nb", t, JobReport.failed("it broke"))
     assert failed.status == "not graded: it broke" and failed.points == 0 and failed.max_points == 6
+    malformed = JobReport.from_json(json.dumps({"status": "graded", "cells": [["a", 1]]}))
+    assert not malformed.graded and "malformed" in malformed.reason
+    held = Result.from_job(
+        "s", "nb", t, JobReport.from_json(json.dumps({**job, "tampering": ["patches x"]}))
+    )
+    assert held.status == "held: patches x" and held.points == 1 and held.awarded == 0
 
 
 def test_release_differences_name_the_cell():
