@@ -240,9 +240,8 @@ class _Merger:
 
     def _log(self, result: Result, note: str) -> None:
         score = f"{result.points:g}/{result.max_points:g}" if result.graded else result.status
-        self.log(
-            f"[{len(self.report.results)}/{self.total}] {result.student} {result.notebook}: {score} ({note})"
-        )
+        count = f"[{len(self.report.results)}/{self.total}]"
+        self.log(f"{count} {result.student} {result.notebook}: {score} ({note})")
 
     def _keep_log(self, result: Result, jobdir: Path | None) -> None:
         """The job's log of a submission that was not graded, for the instructor."""
@@ -289,8 +288,10 @@ def _plain_feedback(result: Result) -> str:
         for c in result.cells
     )
     return (
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{escape(result.notebook)}</title></head><body>"
-        f"<h1>{escape(result.notebook)}: {escape(result.student)}</h1><p>{escape(result.status)}</p>"
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        f"<title>{escape(result.notebook)}</title></head><body>"
+        f"<h1>{escape(result.notebook)}: {escape(result.student)}</h1>"
+        f"<p>{escape(result.status)}</p>"
         f"<table>{rows}</table></body></html>\n"
     )
 

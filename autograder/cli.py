@@ -160,7 +160,8 @@ def _limits(p: argparse.ArgumentParser, jobs: int = 1) -> None:
     p.add_argument(
         "--memory",
         default="4G",
-        help="private memory per notebook, e.g. 2G; torch alone takes 0.8G of it (default 4G; 0: no cap)",
+        help="private memory per notebook, e.g. 2G; torch alone takes 0.8G of it "
+        "(default 4G; 0: no cap)",
     )
     p.add_argument(
         "--submission-timeout",
@@ -174,8 +175,8 @@ def _limits(p: argparse.ArgumentParser, jobs: int = 1) -> None:
     p.add_argument(
         "--no-sandbox",
         action="store_true",
-        help="run student code WITHOUT the sandbox: it can then read and change what your user can, "
-        "and use the network (summary.md records it)",
+        help="run student code WITHOUT the sandbox: it can then read and change what your "
+        "user can, and use the network (summary.md records it)",
     )
     p.add_argument(
         "--processes", type=int, default=256, help="processes and threads per sandbox (default 256)"

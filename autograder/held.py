@@ -33,8 +33,8 @@ def release_held(out: Path, student: str, notebook: str, gradebook: Path | None)
         raise GradingError(f"{student} {notebook} is not held (its status: {result.status})")
     if METADATA_MISSING in result.status:
         raise GradingError(
-            f"{student} {notebook} has no grade to release ({result.status}): copy the answers into "
-            "the released notebook and grade that file again"
+            f"{student} {notebook} has no grade to release ({result.status}): copy the "
+            "answers into the released notebook and grade that file again"
         )
     reason = result.status
     result.release()

@@ -164,7 +164,11 @@ def problem() -> str | None:
         return "the `prlimit` command (util-linux) is missing"
     try:
         proc = subprocess.run(
-            [*base_args(16 << 20), "--", "/bin/true"], capture_output=True, text=True, timeout=60
+            [*base_args(16 << 20), "--", "/bin/true"],
+            capture_output=True,
+            check=False,
+            text=True,
+            timeout=60,
         )
     except (OSError, subprocess.TimeoutExpired) as err:
         return f"bwrap could not be run: {err}"
@@ -186,8 +190,9 @@ def refusal(why: str) -> str:
         "solutions, other students' work), change them and use the network.\n"
         "Ways out:\n"
         "  1. make the sandbox possible: install bubblewrap and allow unprivileged user namespaces "
-        "(e.g. `sysctl -w kernel.unprivileged_userns_clone=1`, `sysctl -w user.max_user_namespaces=15000`, "
-        "on Ubuntu `sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`), or grade as a user or on a "
+        "(e.g. `sysctl -w kernel.unprivileged_userns_clone=1`, "
+        "`sysctl -w user.max_user_namespaces=15000`, on Ubuntu "
+        "`sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`), or grade as a user or on a "
         "machine where `bwrap --unshare-all --dev-bind / / true` works;\n"
         "  2. grade without it: add --no-sandbox, which accepts that risk (summary.md records it)."
     )

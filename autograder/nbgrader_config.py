@@ -19,7 +19,8 @@ c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", ".DS_S
 
 # Exercise cells in the student version
 c.ClearSolutions.code_stub = {
-    "python": '# YOUR CODE HERE\nraise NotImplementedError("Exercise not done yet: write your code here.")'
+    "python": "# YOUR CODE HERE\n"
+    'raise NotImplementedError("Exercise not done yet: write your code here.")'
 }
 c.ClearSolutions.enforce_metadata = True
 

@@ -198,15 +198,20 @@ def summary(results: list[Result], rejected: list[Rejected], top: int = 3) -> st
         lines += [
             f"## {notebook}",
             "",
-            f"{len(rs)} submissions, {len(graded)} graded, {len(held)} held, "
-            f"{len(rs) - len(graded) - len(held)} not graded.",
+            (
+                f"{len(rs)} submissions, {len(graded)} graded, {len(held)} held, "
+                f"{len(rs) - len(graded) - len(held)} not graded."
+            ),
             "",
         ]
         unsandboxed = [r for r in rs if not r.sandboxed]
         if unsandboxed:
             lines += [
-                f"**{len(unsandboxed)} graded WITHOUT the sandbox (--no-sandbox)**: their code ran "
-                "as the grading user, could read and change that user's files and use the network.",
+                (
+                    f"**{len(unsandboxed)} graded WITHOUT the sandbox (--no-sandbox)**: their code "
+                    "ran as the grading user, could read and change that user's files and use the "
+                    "network."
+                ),
                 "",
             ]
         events = _grader_events(graded)

@@ -76,7 +76,7 @@ def notebook_problem(path: Path) -> str | None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # missing cell ids and the like: nbgrader copes
             nb = nbformat.reads(text, as_version=4)
-    except Exception as err:  # nbformat's own errors for JSON that is not a notebook
+    except Exception as err:  # noqa: BLE001 nbformat's own errors for JSON that is not a notebook
         return f"not a valid notebook: {str(err).splitlines()[0][:200]}"
     if not isinstance(nb.get("cells"), list) or not nb.cells:
         return "not a valid notebook: it has no cells"

@@ -206,7 +206,7 @@ class RobustExecute(Execute):
     def _restart_kernel(self) -> None:
         try:
             self._cleanup_kernel()
-        except Exception as err:  # the kernel is already gone
+        except Exception as err:  # noqa: BLE001 the kernel is already gone
             self.log.debug("cleanup after kernel death: %s", err)
         kill_descendants()
         self.km = self.create_kernel_manager()

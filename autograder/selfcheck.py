@@ -26,8 +26,10 @@ def selfcheck(
     notebooks = [course.check_notebook(n) for n in notebooks] if notebooks else course.notebooks()
     problems = {
         nb: [
-            f"no student notebook {course.student_notebook(nb).relative_to(course.root)}: "
-            f"run `python -m autograder release {nb}`"
+            (
+                f"no student notebook {course.student_notebook(nb).relative_to(course.root)}: "
+                f"run `python -m autograder release {nb}`"
+            )
         ]
         for nb in notebooks
         if not course.student_notebook(nb).is_file()

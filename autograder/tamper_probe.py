@@ -34,8 +34,9 @@ def __autograder_fingerprint():
     for name in ("input_transformers_cleanup", "input_transformers_post", "ast_transformers"):
         fp["get_ipython()." + name] = [id(f) for f in getattr(ip, name)]
     tm = ip.input_transformer_manager
+    parts = ("cleanup_transforms", "line_transforms", "token_transformers")
     fp["get_ipython().input_transformer_manager"] = [id(tm)] + [
-        id(f) for n in ("cleanup_transforms", "line_transforms", "token_transformers") for f in getattr(tm, n)]
+        id(f) for n in parts for f in getattr(tm, n)]
     for name in @METHODS@:
         attr = getattr(ip, name, None)
         fp["get_ipython()." + name] = [name in vars(ip), id(getattr(attr, "__func__", attr))]
@@ -44,7 +45,8 @@ def __autograder_fingerprint():
         mod = getattr(getattr(f, "__func__", f), "__module__", None) or ""
         return not mod.split(".")[0] in @ALLOWED@
     fp["get_ipython().events"] = sorted(
-        [k, id(getattr(f, "__func__", f))] for k, fs in ip.events.callbacks.items() for f in fs if foreign(f))
+        [k, id(getattr(f, "__func__", f))]
+        for k, fs in ip.events.callbacks.items() for f in fs if foreign(f))
     fp["sys.settrace"] = [repr(sys.gettrace()), repr(threading.gettrace())]
     fp["sys.setprofile"] = [repr(sys.getprofile()), repr(threading.getprofile())]
     fp["builtins"] = sorted([k, id(v)] for k, v in vars(builtins).items() if k not in @VOLATILE@)
@@ -97,7 +99,8 @@ def request() -> str:
         ("@ALLOWED@", ALLOWED_CALLBACK_PACKAGES),
     ):
         code = code.replace(key, repr(value))
-    return f"(lambda ns: (exec({code!r}, ns), ns['__autograder_fingerprint']())[1])({{'get_ipython': get_ipython}})"
+    call = "ns['__autograder_fingerprint']()"
+    return f"(lambda ns: (exec({code!r}, ns), {call})[1])({{'get_ipython': get_ipython}})"
 
 
 def read_answer(reply: dict | None, name: str = "fingerprint") -> dict | None:

@@ -7,7 +7,7 @@ built once before timing. Timings on a shared machine swing a lot: the load aver
 is printed with the figure, and so is the CPU time per submission, from which the
 rate on an idle machine follows.
 
-    .venv/bin/python benchmarks/grading_throughput.py                      # 8 submissions, --jobs 2, 3 runs
+    .venv/bin/python benchmarks/grading_throughput.py        # 8 submissions, --jobs 2, 3 runs
     .venv/bin/python benchmarks/grading_throughput.py --jobs 1 --submissions 4 --repeats 1
     .venv/bin/python benchmarks/grading_throughput.py --notebook 04_glow --sandbox both
 
@@ -54,7 +54,6 @@ def main(argv=None) -> int:
     notebook = course.check_notebook(args.notebook)
     with tempfile.TemporaryDirectory(prefix="grading-bench-") as tmp:
         tmp = Path(tmp)
-        out = tmp / "out"
         t = template(course, notebook, course.template_cache)
         cases = {
             c.name: c
@@ -109,7 +108,8 @@ def _run(course, tmp: Path, options, got: dict, label: str) -> None:
     got["rates"].append(rate)
     got["timings"] += [r.timings for r in report.results if r.timings]
     print(
-        f"{label}: {len(report.results)} submissions in {report.seconds:.1f} s = {rate:.1f} submissions/min "
+        f"{label}: {len(report.results)} submissions in {report.seconds:.1f} s = "
+        f"{rate:.1f} submissions/min "
         f"(--jobs {options.jobs}, load average {load:.1f})"
     )
 
@@ -124,7 +124,8 @@ def _report(notebook: str, mode: str, got: dict, jobs: int) -> None:
         )
     per = statistics.median(got["cpu"])
     print(
-        f"{notebook}, sandbox {mode}: median {statistics.median(got['rates']):.1f} submissions/min on "
+        f"{notebook}, sandbox {mode}: median {statistics.median(got['rates']):.1f} "
+        "submissions/min on "
         f"{os.cpu_count()} CPUs with --jobs {jobs}; {per:.1f} CPU s per submission, so at most "
         f"{60 * min(jobs, os.cpu_count()) / per:.1f} submissions/min on an idle machine"
     )

@@ -226,7 +226,7 @@ def test_release_held_lets_the_grade_count(hostile_batch):
     assert again.returncode == 2 and "is not held" in again.stderr
 
 
-# --------------------------------------------------------------------------- who can make a sandbox
+# --- who can make a sandbox
 
 
 SANDBOX_PROBE = r"""
@@ -340,7 +340,7 @@ def test_grade_refuses_without_user_namespaces(tmp_path):
     assert "apt-get install bubblewrap" in probe.stdout
 
 
-# --------------------------------------------------------------------------- metadata and exports
+# --- metadata and exports
 
 
 def test_stripped_metadata_is_restored_or_refused(tmp_path):
