@@ -145,8 +145,11 @@ def read_grades(spec: JobSpec, jobdir: Path) -> JobReport:
         submission = gb.find_submission_notebook(spec.notebook, spec.notebook, spec.student)
         scores = {g.name: g.auto_score for g in submission.grades}
     cells = {name: CellScore(score, messages.get(name)) for name, score in scores.items()}
-    tampering = [str(x) for x in nb.metadata.get("autograder", {}).get("tampering", [])]
-    return JobReport(GRADED, cells=cells, cell_errors=cell_errors, tampering=tampering)
+    meta = nb.metadata.get("autograder", {})
+    tampering = [str(x) for x in meta.get("tampering", [])]
+    report = JobReport(GRADED, cells=cells, cell_errors=cell_errors, tampering=tampering)
+    report.timings["kernel_cpu"] = float(meta.get("kernel_cpu", 0.0))
+    return report
 
 
 def run(jobdir: Path) -> JobReport:
@@ -171,14 +174,14 @@ def run(jobdir: Path) -> JobReport:
     timings = {"start": time.monotonic() - STARTED}  # Python, nbgrader and config
     try:
         grader.start()
-    except BaseException as err:  # noqa: BLE001 nbgrader re-raises KeyboardInterrupt; report it all the same
+    except BaseException as err:  # noqa: BLE001 nbgrader re-raises KeyboardInterrupt
         kill_descendants()
         return JobReport.failed(errors.reason() or f"nbgrader autograde failed: {err!r}")
     finally:
         timings["autograde"] = time.monotonic() - STARTED - sum(timings.values())
     kill_descendants()
     result = read_grades(spec, jobdir)
-    result.timings = timings
+    result.timings = {**timings, **result.timings}
     try:
         feedback = GenerateFeedback(coursedir=coursedir, config=config)
         feedback.force = True
@@ -186,6 +189,7 @@ def run(jobdir: Path) -> JobReport:
     except Exception as err:  # noqa: BLE001 the grades stand without feedback
         result.feedback_error = str(err)[:300]
     timings["feedback"] = time.monotonic() - STARTED - sum(timings.values())
+    result.timings = {**timings, **result.timings}
     return result
 
 

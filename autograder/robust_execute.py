@@ -29,7 +29,7 @@ from traitlets import Integer
 
 from . import pass_tokens, tamper_probe
 from .error_names import CELL_TIMEOUT, KERNEL_DIED, NOT_RUN
-from .sandbox import kill_descendants
+from .sandbox import kernel_cpu_seconds, kill_descendants
 
 
 def error_output(ename: str, evalue: str) -> NotebookNode:
@@ -67,6 +67,7 @@ class RobustExecute(Execute):
         self._output_bytes: dict[int, int] = {}
         self._baseline: dict | None = None  # the kernel's machinery before any student code
         self._tampering: list[str] = []
+        self._kernel_cpu = 0.0
         tokens = {
             i: pass_tokens.arm(c) for i, c in enumerate(nb.cells) if pass_tokens.is_test_cell(c)
         }
@@ -77,7 +78,8 @@ class RobustExecute(Execute):
         for i, token in tokens.items():
             if not pass_tokens.disarm(nb.cells[i], token):
                 pass_tokens.fail_unproven(nb.cells[i])
-        nb.metadata.setdefault("autograder", {})["tampering"] = self._tampering
+        meta = nb.metadata.setdefault("autograder", {})
+        meta["tampering"], meta["kernel_cpu"] = self._tampering, round(self._kernel_cpu, 2)
         return nb, resources
 
     def preprocess_cell(self, cell, resources, index):
@@ -122,6 +124,12 @@ class RobustExecute(Execute):
         for found in tamper_probe.changes(self._baseline, self._probe()):
             if found not in self._tampering:
                 self._tampering.append(found)
+
+    async def _async_cleanup_kernel(self) -> None:
+        self._kernel_cpu += kernel_cpu_seconds()  # a PID namespace hides it from the job's rusage
+        await super()._async_cleanup_kernel()
+
+    _cleanup_kernel = run_sync(_async_cleanup_kernel)
 
     def _first_probe(self) -> dict:
         """The fingerprint of a fresh kernel (no student code has run in it yet)."""

@@ -83,6 +83,21 @@ def kill_descendants(rounds: int = 3) -> int:
     return killed
 
 
+def kernel_cpu_seconds() -> float:
+    """CPU seconds used so far by this process's descendants (the kernel and what it
+    started and waited for)."""
+    import psutil
+
+    total = 0.0
+    for child in psutil.Process().children(recursive=True):
+        try:
+            t = child.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+        except psutil.Error:
+            pass
+    return total
+
+
 def kill_marked(marker: str) -> int:
     """Kill processes whose environment carries ``AUTOGRADER_JOB=marker``: strays
     of a job that was killed from outside."""

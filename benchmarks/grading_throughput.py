@@ -100,7 +100,11 @@ def _run(course, tmp: Path, options, got: dict, label: str) -> None:
     report = grade(
         course, [tmp / "subs"], out, options, gradebook=out / "gradebook.db", log=lambda *a: None
     )
-    got["cpu"].append((_cpu_seconds() - before) / len(report.results))
+    # a kernel in a PID namespace is not in this process's rusage: the job measured it
+    hidden = (
+        sum(r.timings.get("kernel_cpu", 0.0) for r in report.results) if options.sandbox else 0.0
+    )
+    got["cpu"].append((_cpu_seconds() - before + hidden) / len(report.results))
     bad = [r for r in report.results if not r.graded]
     if bad:
         print(f"{label}: not graded: {[r.status for r in bad]}")
