@@ -4,9 +4,12 @@
     flowlib-grade collect SUBMISSIONS...        who is who, without grading
     flowlib-grade selfcheck [NB...]             instructor version full marks, student version zero
     flowlib-grade release [NB...] [--check]     write or check notebooks/ from solutions/
+    flowlib-grade release-held STUDENT NB       let a held submission's grade count
+    flowlib-grade export [--out DIR]            canvas_grades.csv and moodle_grades.csv again
 
 Exit status: 0 done (a submission that could not be graded is reported, not an
-error), 1 a check failed (selfcheck, release --check), 2 bad input.
+error), 1 a check failed (selfcheck, release --check), 2 bad input, or no sandbox can
+be made (``grade --no-sandbox`` accepts the risk).
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from types import SimpleNamespace
 import pytest
 
 from autograder import kernel_sandbox
+from autograder.collect import collect
 from autograder.course import Course
 from autograder.lms_export import CANVAS_COLUMNS, MOODLE_ID_COLUMN, write_exports
 from autograder.metadata_repair import restore_metadata
@@ -365,6 +366,20 @@ def test_stripped_metadata_is_restored_or_refused(tmp_path):
         )
         is None
     )
+
+
+def test_collect_keeps_the_lms_ids(tmp_path):
+    names = {
+        f"jdoe_12345_67890_{NOTEBOOK}.ipynb": ("jdoe", "canvas", "12345"),
+        f"Jane Doe_424242_assignsubmission_file_{NOTEBOOK}.ipynb": ("424242", "moodle", "424242"),
+        f"Bo Li_777_assignsubmission_file_/{NOTEBOOK}.ipynb": ("777", "moodle", "777"),
+        f"alice/{NOTEBOOK}.ipynb": ("alice", None, None),
+    }
+    for name in names:
+        (tmp_path / "in" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "in" / name).write_text("{}")
+    found = collect([tmp_path / "in"], [NOTEBOOK], tmp_path / "unpacked")
+    assert sorted((s.student, s.lms, s.lms_id) for s in found.submissions) == sorted(names.values())
 
 
 def test_canvas_and_moodle_exports_have_their_columns(tmp_path):
