@@ -33,16 +33,35 @@ def arm(cell) -> str:
     return token
 
 
+def _coalesced(outputs: list) -> list:
+    """Consecutive stream outputs of one stream joined (the kernel may send one print
+    in several messages)."""
+    merged = []
+    for out in outputs:
+        last = merged[-1] if merged else None
+        if (
+            out.get("output_type") == "stream"
+            and last is not None
+            and last.get("output_type") == "stream"
+            and last.get("name") == out.get("name")
+        ):
+            last.text = last.get("text", "") + out.get("text", "")
+        else:
+            merged.append(out)
+    return merged
+
+
 def disarm(cell, token: str) -> bool:
     """Remove the token line and its output; True when the cell printed the token."""
     cell.source = cell.source.removesuffix(f"\nprint({token!r})")
+    cell.outputs = _coalesced(cell.get("outputs", []))
     seen = False
-    for out in cell.get("outputs", []):
+    for out in cell.outputs:
         if out.get("output_type") == "stream" and token in out.get("text", ""):
-            seen = seen or out.get("name") == "stdout" and f"{token}\n" in out.text
+            seen = seen or out.get("name") == "stdout"
             out.text = out.text.replace(f"{token}\n", "").replace(token, "")
     cell.outputs = [
-        o for o in cell.outputs if not (o.get("output_type") == "stream" and not o.get("text"))
+        o for o in cell.outputs if not (o.get("output_type") == "stream" and not o.text)
     ]
     return seen
 

@@ -400,3 +400,31 @@ def test_canvas_and_moodle_exports_have_their_columns(tmp_path):
     assert rows[2:] == [["jdoe", "12345", "", "", "", "2"], ["kim", "777", "", "", "", "0"]]
     rows = list(csv.reader(moodle.open()))
     assert rows == [[MOODLE_ID_COLUMN, NOTEBOOK], ["424242", "1.5"]]
+
+
+def test_pass_token_split_over_two_messages_still_counts():
+    """ipykernel may send one print in two stream messages (seen under load)."""
+    from nbformat import NotebookNode as Node
+
+    from autograder import pass_tokens
+
+    def cell(*texts, name="stdout"):
+        c = Node(
+            cell_type="code", source="x = 1", metadata=Node(nbgrader=Node(grade=True)), outputs=[]
+        )
+        token = pass_tokens.arm(c)
+        c.outputs = [
+            Node(output_type="stream", name=name, text=t.format(token=token)) for t in texts
+        ]
+        return c, token
+
+    c, token = cell("hello\n{token}", "\n")
+    c.outputs[0].text, c.outputs[1].text = "hello\n" + token[:12], token[12:] + "\n"
+    assert pass_tokens.disarm(c, token) and c.source == "x = 1"
+    assert [o.text for o in c.outputs] == ["hello\n"]
+    c, token = cell("{token}\n", name="stderr")  # only stdout counts
+    assert not pass_tokens.disarm(c, token)
+    c, token = cell("no token here\n")
+    assert not pass_tokens.disarm(c, token)
+    pass_tokens.fail_unproven(c)
+    assert c.outputs[-1].ename == "NoPassSignal"
