@@ -1,4 +1,5 @@
 """``python -m autograder``: see :mod:`autograder.cli`."""
+
 import sys
 
 from .cli import main

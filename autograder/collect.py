@@ -22,6 +22,7 @@ notebook name. When one student has several files for one notebook, the newest
 reported as superseded. Every file that is not graded is reported with the reason;
 nothing is dropped silently.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -34,7 +35,9 @@ from pathlib import Path
 from .course import GradingError
 
 SEPARATOR = r"[_\-\s]"
-CANVAS = re.compile(r"^(?P<name>[A-Za-z0-9]+?)(?:_late)?_(?P<uid>\d+)_(?P<sub>\d+)_?$", re.IGNORECASE)
+CANVAS = re.compile(
+    r"^(?P<name>[A-Za-z0-9]+?)(?:_late)?_(?P<uid>\d+)_(?P<sub>\d+)_?$", re.IGNORECASE
+)
 MOODLE = re.compile(r"^(?P<full>.+?)_(?P<pid>\d+)_assignsubmission_[a-z]+_?$", re.IGNORECASE)
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")
 MAX_ZIP_BYTES = 4 << 30
@@ -51,7 +54,8 @@ class Submission:
     origin: str  # where it came from, as the instructor would name it
     timestamp: str | None = None
     copy: int = 0
-    lms_id: str | None = None  # Canvas user id, to tell two students of one name apart
+    lms_id: str | None = None  # Canvas user id or Moodle participant id
+    lms: str | None = None  # "canvas" or "moodle": whose id lms_id is
 
     @property
     def sha256(self) -> str:
@@ -139,31 +143,72 @@ def attribute(parts: tuple[str, ...], notebooks: list[str]) -> Submission | Reje
             return Rejected("", f"folder name {parts[-3]!r} is not a usable student id", None, stem)
         return Submission(student, stem, Path(), "")
     if len(parts) >= 2 and parts[-2] == stem:
-        return Rejected("", "the folder is named after the notebook, not a student: give the folder above it "
-                            "(nbgrader's layout is STUDENT/NOTEBOOK/NOTEBOOK.ipynb)", None, stem)
+        return Rejected(
+            "",
+            "the folder is named after the notebook, not a student: give the folder above it "
+            "(nbgrader's layout is STUDENT/NOTEBOOK/NOTEBOOK.ipynb)",
+            None,
+            stem,
+        )
     folder_student = student_from_folder(parts[-2]) if len(parts) >= 2 else None
     match = match_notebook(stem, notebooks)
     if match is None:
-        close = difflib.get_close_matches(stem, notebooks, n=1, cutoff=0.6) or [
-            nb for nb in notebooks if difflib.SequenceMatcher(None, stem[-len(nb):], nb).ratio() > 0.8][:1]
-        hint = f"; did you mean {close[0]}.ipynb?" if close else f" (course notebooks: {', '.join(notebooks)})"
+        close = (
+            difflib.get_close_matches(stem, notebooks, n=1, cutoff=0.6)
+            or [
+                nb
+                for nb in notebooks
+                if difflib.SequenceMatcher(None, stem[-len(nb) :], nb).ratio() > 0.8
+            ][:1]
+        )
+        hint = (
+            f"; did you mean {close[0]}.ipynb?"
+            if close
+            else f" (course notebooks: {', '.join(notebooks)})"
+        )
         return Rejected("", f"file name does not name a course notebook{hint}", folder_student)
     notebook, prefix, copy = match
     if folder_student:
-        return Submission(folder_student, notebook, Path(), "", copy=copy)
+        moodle = MOODLE.match(parts[-2])
+        return Submission(
+            folder_student,
+            notebook,
+            Path(),
+            "",
+            copy=copy,
+            lms_id=moodle["pid"] if moodle else None,
+            lms="moodle" if moodle else None,
+        )
     if not prefix:
-        return Rejected("", "cannot tell whose file this is: put it in a folder named after the "
-                            "student or prefix the name with the student id", None, notebook)
+        return Rejected(
+            "",
+            "cannot tell whose file this is: put it in a folder named after the "
+            "student or prefix the name with the student id",
+            None,
+            notebook,
+        )
     student, lms_id = student_from_prefix(prefix)
     if student is None:
         return Rejected("", f"cannot read a student id from {prefix!r}", None, notebook)
-    return Submission(student, notebook, Path(), "", copy=copy, lms_id=lms_id)
+    lms = "canvas" if lms_id else "moodle" if MOODLE.match(prefix) else None
+    return Submission(
+        student,
+        notebook,
+        Path(),
+        "",
+        copy=copy,
+        lms_id=lms_id or (student if lms else None),
+        lms=lms,
+    )
 
 
 def match_notebook(stem: str, notebooks: list[str]) -> tuple[str, str, int] | None:
     """(notebook, text before it, copy number) if ``stem`` ends with a notebook name."""
     for nb in sorted(notebooks, key=len, reverse=True):
-        m = re.match(rf"^(?P<prefix>(?:.*{SEPARATOR})?){re.escape(nb)}(?:-(?P<c1>\d+)|\s*\((?P<c2>\d+)\))?$", stem)
+        m = re.match(
+            rf"^(?P<prefix>(?:.*{SEPARATOR})?){re.escape(nb)}(?:-(?P<c1>\d+)|\s*\((?P<c2>\d+)\))?$",
+            stem,
+        )
         if m:
             return nb, m["prefix"], int(m["c1"] or m["c2"] or 0)
     return None
@@ -194,11 +239,11 @@ def safe_id(text: str) -> str | None:
 def _split_canvas_names(found: Collection) -> None:
     """Two Canvas users with one name part: give both ``name_userid``."""
     uids: dict[str, set[str]] = {}
-    for s in found.submissions:
-        if s.lms_id:
-            uids.setdefault(s.student, set()).add(s.lms_id)
-    for s in found.submissions:
-        if s.lms_id and len(uids[s.student]) > 1:
+    canvas = [s for s in found.submissions if s.lms == "canvas"]
+    for s in canvas:
+        uids.setdefault(s.student, set()).add(s.lms_id)
+    for s in canvas:
+        if len(uids[s.student]) > 1:
             s.student = f"{s.student}_{s.lms_id}"
 
 
@@ -211,5 +256,7 @@ def _keep_newest(found: Collection) -> None:
     for s in found.submissions:
         kept = newest[(s.student, s.notebook)]
         if kept is not s:
-            found.rejected.append(Rejected(s.origin, f"superseded by the newer {kept.origin}", s.student, s.notebook))
+            found.rejected.append(
+                Rejected(s.origin, f"superseded by the newer {kept.origin}", s.student, s.notebook)
+            )
     found.submissions = sorted(newest.values(), key=lambda s: (s.notebook, s.student))

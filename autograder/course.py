@@ -5,6 +5,7 @@ repository: instructor notebooks in ``solutions/NN_name/NN_name.ipynb`` (nbgrade
 source), student notebooks in ``notebooks/NN_name/NN_name.ipynb`` (its release) and
 the configuration in ``autograder/nbgrader_config.py``.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -48,7 +49,7 @@ class Course:
         prefix = "sqlite:///"
         if not url.startswith(prefix):
             raise GradingError(f"only a SQLite gradebook is supported, the config names {url}")
-        return Path(url[len(prefix):])
+        return Path(url[len(prefix) :])
 
     @property
     def template_cache(self) -> Path:
@@ -63,7 +64,9 @@ class Course:
         """Names of the course notebooks (``NN_name``) that have an instructor version."""
         if not self.source_dir.is_dir():
             raise GradingError(f"no instructor notebooks: {self.source_dir} is not a folder")
-        return sorted(p.parent.name for p in self.source_dir.glob("*/*.ipynb") if p.stem == p.parent.name)
+        return sorted(
+            p.parent.name for p in self.source_dir.glob("*/*.ipynb") if p.stem == p.parent.name
+        )
 
     def check_notebook(self, name: str) -> str:
         """``name`` if it is a course notebook, else a GradingError that suggests one."""
@@ -72,7 +75,9 @@ class Course:
         if name not in known:
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"; did you mean {close[0]}?" if close else ""
-            raise GradingError(f"unknown notebook {name!r}{hint} Course notebooks: {', '.join(known) or 'none'}")
+            raise GradingError(
+                f"unknown notebook {name!r}{hint} Course notebooks: {', '.join(known) or 'none'}"
+            )
         return name
 
     def instructor_notebook(self, name: str) -> Path:
@@ -88,7 +93,9 @@ def load_config(course: Course):
 
     if not course.config_file.is_file():
         raise GradingError(f"no nbgrader configuration at {course.config_file}")
-    return PyFileConfigLoader(course.config_file.name, path=str(course.config_file.parent)).load_config()
+    return PyFileConfigLoader(
+        course.config_file.name, path=str(course.config_file.parent)
+    ).load_config()
 
 
 def course_config(course: Course, root: Path):

@@ -3,6 +3,7 @@
 Jobs grade against private copies of a template gradebook; the batch then copies
 each result in here, one at a time, so concurrent jobs never write the same file.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,26 +35,37 @@ def install_assignment(db: Path, template: Template) -> None:
         for nb in assignment.notebooks:
             dst.update_or_create_notebook(nb.name, name, kernelspec=nb.kernelspec)
             for c in nb.grade_cells:
-                dst.update_or_create_grade_cell(c.name, nb.name, name, max_score=c.max_score, cell_type=c.cell_type)
+                dst.update_or_create_grade_cell(
+                    c.name, nb.name, name, max_score=c.max_score, cell_type=c.cell_type
+                )
             for c in nb.solution_cells:
                 dst.update_or_create_solution_cell(c.name, nb.name, name)
             for c in nb.task_cells:
-                dst.update_or_create_task_cell(c.name, nb.name, name, max_score=c.max_score, cell_type=c.cell_type)
+                dst.update_or_create_task_cell(
+                    c.name, nb.name, name, max_score=c.max_score, cell_type=c.cell_type
+                )
             for c in nb.source_cells:
-                dst.update_or_create_source_cell(c.name, nb.name, name, cell_type=c.cell_type, locked=c.locked,
-                                                 source=c.source, checksum=c.checksum)
+                dst.update_or_create_source_cell(
+                    c.name,
+                    nb.name,
+                    name,
+                    cell_type=c.cell_type,
+                    locked=c.locked,
+                    source=c.source,
+                    checksum=c.checksum,
+                )
 
 
 def record(db: Path, result: Result, timestamp: str | None = None) -> None:
     """Store a result as the student's submission, replacing an earlier one.
 
-    A submission that was not graded scores 0 and is marked for manual grading."""
+    A submission that was not graded, or is held, scores 0 and is marked for manual grading."""
     with _open(db) as gb:
         gb.update_or_create_student(result.student)
         when = {"timestamp": timestamp} if timestamp else {}
         gb.update_or_create_submission(result.notebook, result.student, **when)
         submitted = gb.find_submission_notebook(result.notebook, result.notebook, result.student)
-        points = {c.id: c.points for c in result.cells}
+        points = {c.id: result.cell_awarded(c) for c in result.cells}
         for grade in submitted.grades:
             grade.auto_score = points.get(grade.name, 0.0)
             grade.needs_manual_grade = not result.graded

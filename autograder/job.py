@@ -16,6 +16,7 @@ in-process, and writes ``result.json``: the score of every grade cell and the fi
 line of every error, with the nonce the batch sent on stdin. The batch reads that file
 only after this process and all of its descendants are gone.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,6 +26,9 @@ import time
 import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from .error_names import CELL_TIMEOUT, GRADER_ERRORS
+from .job_report import GRADED, CellScore, JobReport
 
 STARTED = time.monotonic()
 
@@ -39,12 +43,13 @@ class JobSpec:
     max_file_size: int | None
     notebook_timeout: int | None
     show_hidden: bool = False
+    sandbox: dict | None = None  # SandboxSpec of the kernel; None: no sandbox (--no-sandbox)
 
     def write(self, jobdir: Path) -> None:
         (jobdir / "job.json").write_text(json.dumps(asdict(self), indent=1))
 
     @classmethod
-    def read(cls, jobdir: Path) -> "JobSpec":
+    def read(cls, jobdir: Path) -> JobSpec:
         return cls(**json.loads((jobdir / "job.json").read_text()))
 
 
@@ -61,20 +66,37 @@ def job_config(spec: JobSpec, jobdir: Path):
     config.ExecutePreprocessor.timeout = spec.timeout
     config.Execute.interrupt_on_timeout = True
     config.Execute.error_on_timeout = {
-        "ename": "CellTimeoutError",
+        "ename": CELL_TIMEOUT,
         "evalue": f"the cell ran longer than {spec.timeout} s and was interrupted",
-        "traceback": [f"CellTimeoutError: the cell ran longer than {spec.timeout} s and was interrupted"],
+        "traceback": [
+            f"CellTimeoutError: the cell ran longer than {spec.timeout} s and was interrupted"
+        ],
     }
     config.RobustExecute.notebook_timeout = spec.notebook_timeout
     # Unix sockets in the job's own TMPDIR: TCP ports picked by parallel jobs can collide
     # (a kernel then dies at start), and other local users could reach them
     config.KernelManager.transport = "ipc"
-    config.KernelManager.ip = str(jobdir / "kernel")  # socket files kernel-1 ... kernel-5 (an absolute path)
+    config.KernelManager.ip = str(
+        jobdir / "ipc" / "kernel"
+    )  # socket files kernel-1 ... kernel-5 (absolute)
+    if spec.sandbox is not None:
+        from .sandboxed_kernel import SandboxedKernelManager
+
+        config.Execute.kernel_manager_class = SandboxedKernelManager
+        config.SandboxedKernelManager.sandbox = spec.sandbox
     config.Autograde.autograde_preprocessors = [
-        RobustExecute if _named(p, "Execute") else p for p in _configured(config, Autograde, "autograde_preprocessors")]
+        RobustExecute if _named(p, "Execute") else p
+        for p in _configured(config, Autograde, "autograde_preprocessors")
+    ]
     # feedback hides the hidden tests unless asked, whatever the course config says
-    feedback = [p for p in _configured(config, GenerateFeedback, "preprocessors") if not _named(p, "ClearHiddenTests")]
-    config.GenerateFeedback.preprocessors = feedback + ([] if spec.show_hidden else [ClearHiddenTests])
+    feedback = [
+        p
+        for p in _configured(config, GenerateFeedback, "preprocessors")
+        if not _named(p, "ClearHiddenTests")
+    ]
+    config.GenerateFeedback.preprocessors = feedback + (
+        [] if spec.show_hidden else [ClearHiddenTests]
+    )
     return config
 
 
@@ -86,10 +108,9 @@ def _configured(config, cls, name: str) -> list:
 
 def _named(preprocessor, name: str) -> bool:
     """Whether a preprocessor (a class or a dotted name) is the one called ``name``."""
-    return (preprocessor if isinstance(preprocessor, str) else preprocessor.__name__).split(".")[-1] == name
-
-
-GRADER_ERRORS = ("CellTimeoutError", "KernelDied", "NotRun")  # say more than the KeyboardInterrupt they cause
+    return (preprocessor if isinstance(preprocessor, str) else preprocessor.__name__).split(".")[
+        -1
+    ] == name
 
 
 def error_line(outputs) -> str | None:
@@ -103,7 +124,7 @@ def error_line(outputs) -> str | None:
     return None
 
 
-def read_grades(spec: JobSpec, jobdir: Path) -> dict:
+def read_grades(spec: JobSpec, jobdir: Path) -> JobReport:
     """Scores from the job gradebook and error messages from the autograded notebook."""
     import nbformat
     from nbgrader.api import Gradebook
@@ -123,11 +144,15 @@ def read_grades(spec: JobSpec, jobdir: Path) -> dict:
     with Gradebook(f"sqlite:///{jobdir / 'gradebook.db'}") as gb:
         submission = gb.find_submission_notebook(spec.notebook, spec.notebook, spec.student)
         scores = {g.name: g.auto_score for g in submission.grades}
-    cells = {name: {"score": score, "error": messages.get(name)} for name, score in scores.items()}
-    return {"cells": cells, "cell_errors": cell_errors}
+    cells = {name: CellScore(score, messages.get(name)) for name, score in scores.items()}
+    meta = nb.metadata.get("autograder", {})
+    tampering = [str(x) for x in meta.get("tampering", [])]
+    report = JobReport(GRADED, cells=cells, cell_errors=cell_errors, tampering=tampering)
+    report.timings["kernel_cpu"] = float(meta.get("kernel_cpu", 0.0))
+    return report
 
 
-def run(jobdir: Path) -> dict:
+def run(jobdir: Path) -> JobReport:
     from nbgrader.converters import Autograde, GenerateFeedback
     from nbgrader.coursedir import CourseDirectory
 
@@ -149,20 +174,22 @@ def run(jobdir: Path) -> dict:
     timings = {"start": time.monotonic() - STARTED}  # Python, nbgrader and config
     try:
         grader.start()
-    except BaseException as err:  # nbgrader re-raises KeyboardInterrupt; report it all the same
+    except BaseException as err:  # noqa: BLE001 nbgrader re-raises KeyboardInterrupt
         kill_descendants()
-        return {"status": "error", "reason": errors.reason() or f"nbgrader autograde failed: {err!r}"}
+        return JobReport.failed(errors.reason() or f"nbgrader autograde failed: {err!r}")
     finally:
         timings["autograde"] = time.monotonic() - STARTED - sum(timings.values())
     kill_descendants()
-    result = {"status": "graded", **read_grades(spec, jobdir), "timings": timings}
+    result = read_grades(spec, jobdir)
+    result.timings = {**timings, **result.timings}
     try:
         feedback = GenerateFeedback(coursedir=coursedir, config=config)
         feedback.force = True
         feedback.start()
-    except Exception as err:
-        result["feedback_error"] = str(err)[:300]
+    except Exception as err:  # noqa: BLE001 the grades stand without feedback
+        result.feedback_error = str(err)[:300]
     timings["feedback"] = time.monotonic() - STARTED - sum(timings.values())
+    result.timings = {**timings, **result.timings}
     return result
 
 
@@ -191,11 +218,12 @@ def main() -> int:
     skip_slow_imports()
     try:
         result = run(jobdir)
-    except Exception:
-        result = {"status": "error", "reason": "grader error: " + traceback.format_exc(limit=3)[-300:]}
+    except Exception:  # noqa: BLE001 any grader bug becomes a report
+        result = JobReport.failed("grader error: " + traceback.format_exc(limit=3)[-300:])
+    result.nonce = nonce
     report = jobdir / "result.json"
     report.unlink(missing_ok=True)  # never write through a link the submission left
-    report.write_text(json.dumps({**result, "nonce": nonce}, indent=1))
+    report.write_text(result.to_json())
     return 0
 
 

@@ -4,6 +4,7 @@ Run nbgrader from this folder (``cd autograder``), or use ``python -m autograder
 The instructor notebooks in ../solutions are nbgrader's source, the student
 notebooks in ../notebooks its release: one assignment per notebook.
 """
+
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,7 +19,8 @@ c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", ".DS_S
 
 # Exercise cells in the student version
 c.ClearSolutions.code_stub = {
-    "python": "# YOUR CODE HERE\nraise NotImplementedError(\"Exercise not done yet: write your code here.\")"
+    "python": "# YOUR CODE HERE\n"
+    'raise NotImplementedError("Exercise not done yet: write your code here.")'
 }
 c.ClearSolutions.enforce_metadata = True
 

@@ -6,6 +6,7 @@ compares what matters to a student: every cell's type, id, source, metadata and
 outputs, and the kernelspec. It ignores execution counts and the rest of the
 notebook metadata, which tools rewrite.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,7 +52,9 @@ def _cell(cell: dict) -> dict:
 def differences(fresh: dict, committed: dict, limit: int = 10) -> list[str]:
     """What differs, in words, cell by cell (at most ``limit`` lines)."""
     diffs = []
-    if fresh.get("metadata", {}).get("kernelspec") != committed.get("metadata", {}).get("kernelspec"):
+    if fresh.get("metadata", {}).get("kernelspec") != committed.get("metadata", {}).get(
+        "kernelspec"
+    ):
         diffs.append("kernelspec differs")
     a, b = [_cell(c) for c in fresh["cells"]], [_cell(c) for c in committed.get("cells", [])]
     if len(a) != len(b):

@@ -4,6 +4,7 @@ Every submission's latest result is kept as ``OUT/results/NB/STUDENT.json``; a n
 submission of one student replaces only that file. ``grades.csv`` and ``summary.md``
 are rebuilt from all records after every run, so grading again gives the same files.
 """
+
 from __future__ import annotations
 
 import csv
@@ -13,9 +14,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .collect import Rejected
+from .error_names import CELL_TIMEOUT, KERNEL_DIED, NO_PASS_SIGNAL, NOT_RUN
+from .job_report import GRADED, CellScore, JobReport
 from .templates import Template
 
-GRADED = "graded"
+HELD = "held: "  # the start of a held submission's status
+NOT_GRADED = "not graded: "
+METADATA_MISSING = "nbgrader metadata missing (cells copied into a new notebook?)"
 
 
 @dataclass
@@ -30,7 +35,7 @@ class CellResult:
 class Result:
     student: str
     notebook: str
-    status: str  # "graded" or "not graded: why"
+    status: str  # "graded", "held: why" or "not graded: why"
     cells: list[CellResult] = field(default_factory=list)
     cell_errors: list[dict] = field(default_factory=list)  # errors outside graded cells
     flags: list[str] = field(default_factory=list)  # code worth a look by hand
@@ -39,10 +44,31 @@ class Result:
     settings: str = ""  # template fingerprint and limits the grade was made with
     seconds: float = 0.0
     timings: dict = field(default_factory=dict)  # seconds per phase of the job
+    held: list[str] = field(default_factory=list)  # why it is held (0 points until released)
+    released: str = ""  # the hold an instructor released, if any
+    sandboxed: bool = True  # the kernel ran in the sandbox
+    lms_id: str = ""  # Canvas user id or Moodle participant id, from the file name
+    lms: str = ""  # "canvas", "moodle" or ""
 
     @property
     def graded(self) -> bool:
         return self.status == GRADED
+
+    @property
+    def is_held(self) -> bool:
+        return self.status.startswith(HELD)
+
+    @property
+    def awarded(self) -> float:
+        """The points that count: none while held or not graded."""
+        return self.points if self.graded else 0.0
+
+    def cell_awarded(self, cell: CellResult) -> float:
+        return cell.points if self.graded else 0.0
+
+    def release(self) -> None:
+        """An instructor looked and lets the grade count."""
+        self.released, self.status = self.status.removeprefix(HELD), GRADED
 
     @property
     def points(self) -> float:
@@ -53,32 +79,52 @@ class Result:
         return sum(c.max_points for c in self.cells)
 
     @classmethod
-    def not_graded(cls, student, notebook, template: Template, why: str, **kw) -> "Result":
+    def not_graded(cls, student, notebook, template: Template, why: str, **kw) -> Result:
         cells = [CellResult(c.id, 0.0, c.points) for c in template.grade_cells]
-        return cls(student, notebook, f"not graded: {why}", cells, **kw)
+        return cls(student, notebook, NOT_GRADED + why, cells, **kw)
 
     @classmethod
-    def from_job(cls, student, notebook, template: Template, job: dict, **kw) -> "Result":
+    def held_ungraded(cls, student, notebook, template: Template, why: str, **kw) -> Result:
+        """Held without a grade (nothing to release: the instructor acts first)."""
+        cells = [CellResult(c.id, 0.0, c.points) for c in template.grade_cells]
+        return cls(student, notebook, HELD + why, cells, held=[why], **kw)
+
+    @classmethod
+    def from_job(cls, student, notebook, template: Template, job: JobReport, **kw) -> Result:
         """Trusted scores from a job's report: points are clamped to the template's, and
         a grade cell missing from the report scores 0."""
-        if job.get("status") != GRADED:
-            return cls.not_graded(student, notebook, template, job.get("reason", "grading failed"), **kw)
-        reported = job.get("cells", {})
+        if not job.graded:
+            return cls.not_graded(student, notebook, template, job.reason or "grading failed", **kw)
+        reported = job.cells
         cells = []
         for cell in template.grade_cells:
-            got = reported.get(cell.id) or {}
-            score = got.get("score")
-            points = min(max(float(score), 0.0), cell.points) if isinstance(score, (int, float)) else 0.0
-            error = got.get("error") if cell.id in reported else "missing from the graded notebook"
-            cells.append(CellResult(cell.id, points, cell.points, error if points < cell.points else None))
-        timings = {k: round(float(v), 2) for k, v in (job.get("timings") or {}).items() if isinstance(v, (int, float))}
-        return cls(student, notebook, GRADED, cells, cell_errors=job.get("cell_errors", [])[:50], timings=timings, **kw)
+            got = reported.get(cell.id) or CellScore()
+            score = got.score
+            points = (
+                min(max(float(score), 0.0), cell.points) if isinstance(score, (int, float)) else 0.0
+            )
+            error = got.error if cell.id in reported else "missing from the graded notebook"
+            cells.append(
+                CellResult(cell.id, points, cell.points, error if points < cell.points else None)
+            )
+        timings = {k: round(v, 2) for k, v in job.timings.items()}
+        held = list(dict.fromkeys([*kw.pop("held", []), *job.tampering]))
+        return cls(
+            student,
+            notebook,
+            HELD + "; ".join(held) if held else GRADED,
+            cells,
+            held=held,
+            cell_errors=job.cell_errors[:50],
+            timings=timings,
+            **kw,
+        )
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
 
     @classmethod
-    def from_json(cls, text: str) -> "Result":
+    def from_json(cls, text: str) -> Result:
         data = json.loads(text)
         data["cells"] = [CellResult(**c) for c in data["cells"]]
         return cls(**data)
@@ -120,7 +166,17 @@ def write_grades_csv(results: list[Result], path: Path) -> None:
         w.writerow(["student", "notebook", "exercise", "points", "max_points", "status", "message"])
         for r in sorted(results, key=lambda r: (r.student, r.notebook)):
             for c in r.cells:
-                w.writerow([r.student, r.notebook, c.id, _num(c.points), _num(c.max_points), r.status, c.error or ""])
+                w.writerow(
+                    [
+                        r.student,
+                        r.notebook,
+                        c.id,
+                        _num(r.cell_awarded(c)),
+                        _num(c.max_points),
+                        r.status,
+                        c.error or "",
+                    ]
+                )
 
 
 def write_import_report(rows: list[tuple[str, str, str, str]], path: Path) -> None:
@@ -138,26 +194,61 @@ def summary(results: list[Result], rejected: list[Rejected], top: int = 3) -> st
     for notebook in sorted({r.notebook for r in results}):
         rs = [r for r in results if r.notebook == notebook]
         graded = [r for r in rs if r.graded]
-        lines += [f"## {notebook}", "",
-                  f"{len(rs)} submissions, {len(graded)} graded, {len(rs) - len(graded)} not graded.", ""]
+        held = [r for r in rs if r.is_held]
+        lines += [
+            f"## {notebook}",
+            "",
+            (
+                f"{len(rs)} submissions, {len(graded)} graded, {len(held)} held, "
+                f"{len(rs) - len(graded) - len(held)} not graded."
+            ),
+            "",
+        ]
+        unsandboxed = [r for r in rs if not r.sandboxed]
+        if unsandboxed:
+            lines += [
+                (
+                    f"**{len(unsandboxed)} graded WITHOUT the sandbox (--no-sandbox)**: their code "
+                    "ran as the grading user, could read and change that user's files and use the "
+                    "network."
+                ),
+                "",
+            ]
         events = _grader_events(graded)
         if events:
-            lines += ["Submissions with " + ", ".join(f"{what}: {n}" for what, n in events.items()) + ".", ""]
+            lines += [
+                "Submissions with " + ", ".join(f"{what}: {n}" for what, n in events.items()) + ".",
+                "",
+            ]
         if graded:
             mean = sum(r.points for r in graded) / len(graded)
-            lines += [f"Mean score of the graded: {mean:.2f} / {_num(graded[0].max_points)}.", "",
-                      "| exercise | points | passed | common failures |", "|---|---|---|---|"]
+            lines += [
+                f"Mean score of the graded: {mean:.2f} / {_num(graded[0].max_points)}.",
+                "",
+                "| exercise | points | passed | common failures |",
+                "|---|---|---|---|",
+            ]
             for i, cell in enumerate(graded[0].cells):
                 cells = [r.cells[i] for r in graded if len(r.cells) > i]
                 passed = sum(c.points >= c.max_points for c in cells)
                 failures = Counter(c.error for c in cells if c.error)
-                common = "; ".join(f"{n}x {_md(msg)}" for msg, n in failures.most_common(top)) or "-"
-                lines.append(f"| {cell.id} | {_num(cell.max_points)} | {passed}/{len(cells)} "
-                             f"({100 * passed / len(cells):.0f}%) | {common} |")
+                common = (
+                    "; ".join(f"{n}x {_md(msg)}" for msg, n in failures.most_common(top)) or "-"
+                )
+                lines.append(
+                    f"| {cell.id} | {_num(cell.max_points)} | {passed}/{len(cells)} "
+                    f"({100 * passed / len(cells):.0f}%) | {common} |"
+                )
             lines.append("")
         for r in rs:
             if not r.graded:
                 lines.append(f"- **{r.student}**: {r.status} ({r.origin})")
+            if r.is_held:
+                lines.append(f"  - {_held_advice(r)}")
+            if r.released:
+                lines.append(
+                    f"- **{r.student}**: released by the instructor after a hold ({r.released})"
+                )
         for r in rs:
             if r.flags:
                 lines.append(f"- review **{r.student}** by hand: {', '.join(r.flags)}")
@@ -169,16 +260,39 @@ def summary(results: list[Result], rejected: list[Rejected], top: int = 3) -> st
     return "\n".join(lines)
 
 
-EVENTS = {"a cell timeout": ("CellTimeoutError",), "a kernel death": ("KernelDied",),
-          "cells not run": ("NotRun",), "memory errors": ("MemoryError", "can't allocate memory")}
+def _held_advice(r: Result) -> str:
+    if METADATA_MISSING in r.status:
+        return (
+            "its cells could not be matched to the release: copy the student's answers into the "
+            "released notebook (notebooks/NB/NB.ipynb) and grade that file again"
+        )
+    return (
+        f"0 points until released. Read the code; if it is harmless, "
+        f"`python -m autograder release-held {r.student} {r.notebook}` lets its "
+        f"{_num(r.points)}/{_num(r.max_points)} count"
+    )
+
+
+EVENTS = {
+    "a cell timeout": (CELL_TIMEOUT,),
+    "a kernel death": (KERNEL_DIED,),
+    "cells not run": (NOT_RUN,),
+    "unproven test cells": (NO_PASS_SIGNAL,),
+    "memory errors": ("MemoryError", "can't allocate memory"),
+}
 
 
 def _grader_events(results: list[Result]) -> dict[str, int]:
     """How many submissions hit each limit (many timeouts: is --timeout too short?)."""
     counts = {}
     for what, needles in EVENTS.items():
-        n = sum(any(any(x in (msg or "") for x in needles) for msg in
-                    [c.error for c in r.cells] + [e.get("error") for e in r.cell_errors]) for r in results)
+        n = sum(
+            any(
+                any(x in (msg or "") for x in needles)
+                for msg in [c.error for c in r.cells] + [e.get("error") for e in r.cell_errors]
+            )
+            for r in results
+        )
         if n:
             counts[what] = n
     return counts

@@ -14,6 +14,7 @@
 - :func:`tree_digest`: the job's private copy of ``flowlib`` is checked afterwards,
   so a submission that rewrote it on disk is caught.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -82,6 +83,21 @@ def kill_descendants(rounds: int = 3) -> int:
     return killed
 
 
+def kernel_cpu_seconds() -> float:
+    """CPU seconds used so far by this process's descendants (the kernel and what it
+    started and waited for)."""
+    import psutil
+
+    total = 0.0
+    for child in psutil.Process().children(recursive=True):
+        try:
+            t = child.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+        except psutil.Error:
+            pass
+    return total
+
+
 def kill_marked(marker: str) -> int:
     """Kill processes whose environment carries ``AUTOGRADER_JOB=marker``: strays
     of a job that was killed from outside."""
@@ -98,36 +114,44 @@ def kill_marked(marker: str) -> int:
     return killed
 
 
-def scrubbed_environment(scratch: Path, marker: str, threads: int, pythonpath: Path,
-                         keep: dict[str, str] | None = None) -> dict[str, str]:
+def scrubbed_environment(
+    scratch: Path, marker: str, threads: int, pythonpath: Path, keep: dict[str, str] | None = None
+) -> dict[str, str]:
     """The whole environment of a job: nothing is inherited but ``keep``."""
     home = scratch / "home"
     dirs = {
-        "HOME": home, "TMPDIR": scratch / "tmp", "IPYTHONDIR": home / ".ipython",
-        "JUPYTER_CONFIG_DIR": home / ".jupyter", "JUPYTER_DATA_DIR": home / ".local/share/jupyter",
-        "JUPYTER_RUNTIME_DIR": home / ".local/share/jupyter/runtime", "MPLCONFIGDIR": home / ".matplotlib",
-        "XDG_CACHE_HOME": home / ".cache", "FLOWLIB_CACHE": home / ".cache/flowlib",
+        "HOME": home,
+        "TMPDIR": scratch / "tmp",
+        "IPYTHONDIR": home / ".ipython",
+        "JUPYTER_CONFIG_DIR": home / ".jupyter",
+        "JUPYTER_DATA_DIR": home / ".local/share/jupyter",
+        "JUPYTER_RUNTIME_DIR": home / ".local/share/jupyter/runtime",
+        "MPLCONFIGDIR": home / ".matplotlib",
+        "XDG_CACHE_HOME": home / ".cache",
+        "FLOWLIB_CACHE": home / ".cache/flowlib",
     }
     for d in dirs.values():
         d.mkdir(parents=True, exist_ok=True)
     from .course import venv_bin
 
     env = {k: str(v) for k, v in dirs.items()}
-    env.update({
-        "PATH": os.pathsep.join([str(venv_bin()), "/usr/local/bin", "/usr/bin", "/bin"]),
-        "PYTHONPATH": str(pythonpath),
-        "PYTHONNOUSERSITE": "1",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "LANG": "C.UTF-8",
-        "LC_ALL": "C.UTF-8",
-        "MPLBACKEND": "Agg",
-        "FLOWLIB_FAST": "1",
-        "CUDA_VISIBLE_DEVICES": "",
-        "OMP_NUM_THREADS": str(threads),
-        "MKL_NUM_THREADS": str(threads),
-        "OPENBLAS_NUM_THREADS": str(threads),
-        "AUTOGRADER_JOB": marker,
-    })
+    env.update(
+        {
+            "PATH": os.pathsep.join([str(venv_bin()), "/usr/local/bin", "/usr/bin", "/bin"]),
+            "PYTHONPATH": str(pythonpath),
+            "PYTHONNOUSERSITE": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "LANG": "C.UTF-8",
+            "LC_ALL": "C.UTF-8",
+            "MPLBACKEND": "Agg",
+            "FLOWLIB_FAST": "1",
+            "CUDA_VISIBLE_DEVICES": "",
+            "OMP_NUM_THREADS": str(threads),
+            "MKL_NUM_THREADS": str(threads),
+            "OPENBLAS_NUM_THREADS": str(threads),
+            "AUTOGRADER_JOB": marker,
+        }
+    )
     env.update(keep or {})
     return env
 

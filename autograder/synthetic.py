@@ -34,6 +34,7 @@ the kernel themselves; ``print_loop`` prints forever in the last exercise;
 ``deaf_loop`` loops forever there after ignoring SIGINT, so the timeout's interrupt
 does not stop it.
 """
+
 from __future__ import annotations
 
 import copy
@@ -50,10 +51,12 @@ DEAF_LOOP = "import signal as _signal\n_signal.signal(_signal.SIGINT, _signal.SI
 MEMORY = "import torch as _torch\n_torch.empty(8 << 30, dtype=_torch.uint8).fill_(1)"
 SYS_EXIT = "import sys as _sys\n_sys.exit(1)"
 OS_EXIT = "import os as _os\n_os._exit(1)"
-PATCH = ("import flowlib.checks as _checks\n"
-         "for _name in dir(_checks):\n"
-         "    if _name.startswith('check'):\n"
-         "        setattr(_checks, _name, lambda *args, **kwargs: {})")
+PATCH = (
+    "import flowlib.checks as _checks\n"
+    "for _name in dir(_checks):\n"
+    "    if _name.startswith('check'):\n"
+    "        setattr(_checks, _name, lambda *args, **kwargs: {})"
+)
 
 
 @dataclass
@@ -78,8 +81,14 @@ def _set_source(cell: dict, text: str) -> None:
 
 
 def _code_cell(text: str, cell_id: str) -> dict:
-    return {"cell_type": "code", "execution_count": None, "id": cell_id, "metadata": {}, "outputs": [],
-            "source": text}
+    return {
+        "cell_type": "code",
+        "execution_count": None,
+        "id": cell_id,
+        "metadata": {},
+        "outputs": [],
+        "source": text,
+    }
 
 
 def _prepend(cell: dict, code: str) -> None:
@@ -92,7 +101,7 @@ def _inject(cell: dict, code: str) -> None:
     for i, line in enumerate(lines):
         if line.strip() == "### BEGIN SOLUTION":
             indent = line[: len(line) - len(line.lstrip())]
-            lines[i + 1:i + 1] = [indent + ln for ln in code.split("\n")]
+            lines[i + 1 : i + 1] = [indent + ln for ln in code.split("\n")]
             _set_source(cell, "\n".join(lines))
             return
     _prepend(cell, code)
@@ -156,11 +165,23 @@ def cases(instructor: Path, student: Path, extra: bool = False) -> list[Case]:
         ("monkeypatch", variant(patch_checks), total - last),
     ]
     if extra:
-        made.append(("os_exit_inside", variant(lambda cs: _inject(cs[last_sol], OS_EXIT)), total - last))
+        made.append(
+            ("os_exit_inside", variant(lambda cs: _inject(cs[last_sol], OS_EXIT)), total - last)
+        )
         made.append(("print_loop", variant(break_last(PRINT_LOOP)), total - last))
         made.append(("deaf_loop", variant(break_last(DEAF_LOOP)), total - last))
-    out = [Case(n, f"{name}.ipynb", (json.dumps(nb, indent=1) + "\n").encode(), exp) for n, nb, exp in made]
-    out.append(Case("invalid_json", f"{name}.ipynb", b'{"cells": [{"cell_type": "code", "source": ', NOT_GRADED))
+    out = [
+        Case(n, f"{name}.ipynb", (json.dumps(nb, indent=1) + "\n").encode(), exp)
+        for n, nb, exp in made
+    ]
+    out.append(
+        Case(
+            "invalid_json",
+            f"{name}.ipynb",
+            b'{"cells": [{"cell_type": "code", "source": ',
+            NOT_GRADED,
+        )
+    )
     out.append(Case("wrong_name", "homework.ipynb", out[0].content, NOT_ATTRIBUTED))
     return out
 

@@ -13,6 +13,7 @@ alone). What it leaves behind is the *template* every grading job starts from:
 Templates are cached under a fingerprint of the instructor folder, the nbgrader
 configuration and the nbgrader version, so a batch builds each one once.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,7 +23,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .course import Course, GradingError, course_config, nbgrader_path, quiet_nbgrader, skip_slow_imports
+from .course import (
+    Course,
+    GradingError,
+    course_config,
+    nbgrader_path,
+    quiet_nbgrader,
+    skip_slow_imports,
+)
 
 
 @dataclass(frozen=True)
@@ -64,7 +72,9 @@ def fingerprint(course: Course, notebook: str) -> str:
     h = hashlib.sha256(f"nbgrader {nbgrader.__version__}\n".encode())
     h.update(course.config_file.read_bytes())
     folder = course.source_dir / notebook
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and ".ipynb_checkpoints" not in p.parts):
+    for path in sorted(
+        p for p in folder.rglob("*") if p.is_file() and ".ipynb_checkpoints" not in p.parts
+    ):
         h.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:16]
 
@@ -101,11 +111,14 @@ def template(course: Course, notebook: str, cache: Path) -> Template:
 
 def _generate(course: Course, notebook: str, root: Path) -> None:
     skip_slow_imports()
-    from nbgrader.coursedir import CourseDirectory
     from nbgrader.converters import GenerateAssignment
+    from nbgrader.coursedir import CourseDirectory
 
-    shutil.copytree(course.source_dir / notebook, root / "source" / notebook,
-                    ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    shutil.copytree(
+        course.source_dir / notebook,
+        root / "source" / notebook,
+        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"),
+    )
     config = course_config(course, root)
     coursedir = CourseDirectory(config=config)
     coursedir.assignment_id = notebook
@@ -116,7 +129,9 @@ def _generate(course: Course, notebook: str, root: Path) -> None:
         try:
             app.start()
         except Exception as err:  # nbgrader logs the details; name the notebook
-            raise GradingError(f"nbgrader generate_assignment failed for {notebook}: {err}") from err
+            raise GradingError(
+                f"nbgrader generate_assignment failed for {notebook}: {err}"
+            ) from err
     # jobs must not see the instructor's solutions: keep only the other files
     for path in (root / "source" / notebook).rglob("*.ipynb"):
         path.unlink()

@@ -11,6 +11,7 @@ submissions with nbgrader:
 - ``test_selfcheck_all_notebooks`` and ``test_release_is_up_to_date``: every notebook
   in ``solutions/``.
 """
+
 from __future__ import annotations
 
 import csv
@@ -30,6 +31,7 @@ from autograder.batch import Options
 from autograder.cli import main
 from autograder.collect import collect
 from autograder.course import Course, GradingError
+from autograder.job_report import JobReport
 from autograder.release import check_release, differences, write_release
 from autograder.results import Result
 from autograder.review import flags, notebook_problem
@@ -40,7 +42,9 @@ from autograder.templates import GradeCell, Template, template
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "autograder_fixtures"
 E2E_NOTEBOOK = "01_change_of_variables"  # the fastest course notebook
-NOTEBOOKS = sorted(p.parent.name for p in (REPO / "solutions").glob("*/*.ipynb") if p.stem == p.parent.name)
+NOTEBOOKS = sorted(
+    p.parent.name for p in (REPO / "solutions").glob("*/*.ipynb") if p.stem == p.parent.name
+)
 NBS = ["01_change_of_variables", "02_dequantization"]
 
 
@@ -55,7 +59,9 @@ def _data_env() -> dict[str, str]:
 
 def _cli(course: Course, *args) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "autograder", "--course", str(course.root), *map(str, args)]
-    return subprocess.run(cmd, capture_output=True, text=True, env=_data_env(), cwd=REPO, timeout=1200)
+    return subprocess.run(
+        cmd, capture_output=True, check=False, text=True, env=_data_env(), cwd=REPO, timeout=1200
+    )
 
 
 def _grades(out: Path) -> list[dict]:
@@ -86,13 +92,26 @@ def _fixture_course(root: Path) -> Course:
     return course
 
 
-# --------------------------------------------------------------------------- importing submissions
+# --- importing submissions
 
 
 def _notebook_bytes(tag: str) -> bytes:
-    return json.dumps({"cells": [{"cell_type": "code", "source": tag, "metadata": {}, "outputs": [],
-                                  "execution_count": None}], "metadata": {}, "nbformat": 4,
-                       "nbformat_minor": 5}).encode()
+    return json.dumps(
+        {
+            "cells": [
+                {
+                    "cell_type": "code",
+                    "source": tag,
+                    "metadata": {},
+                    "outputs": [],
+                    "execution_count": None,
+                }
+            ],
+            "metadata": {},
+            "nbformat": 4,
+            "nbformat_minor": 5,
+        }
+    ).encode()
 
 
 def test_collect_accepts_every_documented_layout(tmp_path):
@@ -110,23 +129,38 @@ def test_collect_accepts_every_documented_layout(tmp_path):
     for name, tag in files.items():
         path = tmp_path / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"2026-01-05 10:00:00" if name.endswith("timestamp.txt") else _notebook_bytes(str(tag)))
+        path.write_bytes(
+            b"2026-01-05 10:00:00" if name.endswith("timestamp.txt") else _notebook_bytes(str(tag))
+        )
     with zipfile.ZipFile(tmp_path / "canvas.zip", "w") as zf:
         zf.writestr("jdoe_12345_67890_01_change_of_variables.ipynb", _notebook_bytes("old"))
         zf.writestr("jdoe_late_12345_67999_01_change_of_variables-1.ipynb", _notebook_bytes("new"))
         zf.writestr("smithjo_111_1_02_dequantization.ipynb", _notebook_bytes("smith 111"))
         zf.writestr("smithjo_222_2_02_dequantization.ipynb", _notebook_bytes("smith 222"))
-        zf.writestr("Jane Doe_777_assignsubmission_file_02_dequantization (2).ipynb", _notebook_bytes("jane"))
+        zf.writestr(
+            "Jane Doe_777_assignsubmission_file_02_dequantization (2).ipynb",
+            _notebook_bytes("jane"),
+        )
 
     found = collect([tmp_path / "folder", tmp_path / "canvas.zip"], NBS, tmp_path / "unpacked")
 
-    got = {(s.student, s.notebook): json.loads(s.path.read_text())["cells"][0]["source"] for s in found.submissions}
+    got = {
+        (s.student, s.notebook): json.loads(s.path.read_text())["cells"][0]["source"]
+        for s in found.submissions
+    }
     assert got == {
-        ("alice", NBS[0]): "alice", ("bob", NBS[1]): "bob", ("carol", NBS[1]): "carol", ("4242", NBS[0]): "4242",
-        ("jdoe", NBS[0]): "new", ("smithjo_111", NBS[1]): "smith 111", ("smithjo_222", NBS[1]): "smith 222",
+        ("alice", NBS[0]): "alice",
+        ("bob", NBS[1]): "bob",
+        ("carol", NBS[1]): "carol",
+        ("4242", NBS[0]): "4242",
+        ("jdoe", NBS[0]): "new",
+        ("smithjo_111", NBS[1]): "smith 111",
+        ("smithjo_222", NBS[1]): "smith 222",
         ("777", NBS[1]): "jane",
     }
-    assert next(s for s in found.submissions if s.student == "bob").timestamp == "2026-01-05 10:00:00"
+    assert (
+        next(s for s in found.submissions if s.student == "bob").timestamp == "2026-01-05 10:00:00"
+    )
     why = {Path(x.origin).name: x.reason for x in found.rejected}
     assert "does not name a course notebook" in why["homework.ipynb"]
     assert why["notes.txt"].startswith("not a notebook")
@@ -140,7 +174,9 @@ def test_collect_suggests_the_notebook_a_typo_meant(tmp_path):
     path = tmp_path / "mallory" / "01_change_of_variable.ipynb"
     path.parent.mkdir()
     path.write_bytes(_notebook_bytes("x"))
-    inner = tmp_path / "02_dequantization" / "02_dequantization.ipynb"  # submitted/alice/ given instead of submitted/
+    inner = (
+        tmp_path / "02_dequantization" / "02_dequantization.ipynb"
+    )  # submitted/alice/ given instead of submitted/
     inner.parent.mkdir()
     inner.write_bytes(_notebook_bytes("y"))
     found = collect([tmp_path], NBS, tmp_path / "u")
@@ -154,7 +190,10 @@ def test_collect_suggests_the_notebook_a_typo_meant(tmp_path):
 def test_bad_input_gives_a_clear_error(tmp_path, capsys):
     with pytest.raises(GradingError, match="no such folder"):
         collect([tmp_path / "missing"], NBS, tmp_path / "u")
-    assert main(["grade", str(tmp_path / "missing"), "--out", str(tmp_path / "out"), "--no-gradebook"]) == 2
+    assert (
+        main(["grade", str(tmp_path / "missing"), "--out", str(tmp_path / "out"), "--no-gradebook"])
+        == 2
+    )
     assert "no such folder" in capsys.readouterr().err
     if NOTEBOOKS:
         assert main(["selfcheck", NOTEBOOKS[0][:-1]]) == 2
@@ -163,12 +202,14 @@ def test_bad_input_gives_a_clear_error(tmp_path, capsys):
 
 
 def test_sizes_parse():
-    assert parse_size("2G") == 2 << 30 and parse_size("512M") == 512 << 20 and parse_size("100") == 100
+    assert (
+        parse_size("2G") == 2 << 30 and parse_size("512M") == 512 << 20 and parse_size("100") == 100
+    )
     with pytest.raises(ValueError):
         parse_size("lots")
 
 
-# --------------------------------------------------------------------------- checks before grading, scoring
+# --- checks before grading, scoring
 
 
 def test_notebook_problem_and_flags(tmp_path):
@@ -178,26 +219,58 @@ def test_notebook_problem_and_flags(tmp_path):
     bad.write_text('{"hello": 1}')
     assert notebook_problem(bad).startswith("not a valid notebook")
     good = tmp_path / "good.ipynb"
-    good.write_bytes(_notebook_bytes("import flowlib.checks\nflowlib.checks.check_flow = lambda *a: {}\n"
-                                     "import os; os._exit(1)"))
+    good.write_bytes(
+        _notebook_bytes(
+            "import flowlib.checks\nflowlib.checks.check_flow = lambda *a: {}\n"
+            "import os; os._exit(1)"
+        )
+    )
     assert notebook_problem(good) is None
     assert flags(good) == ["exits the kernel", "patches flowlib.checks"]
 
 
 def test_result_from_job_trusts_only_the_template():
-    t = Template("nb", Path("."), (GradeCell("a", 1.0), GradeCell("b", 2.0), GradeCell("c", 3.0)), "f")
-    job = {"status": "graded", "cells": {"a": {"score": 1000, "error": None}, "b": {"score": 0, "error": "Boom: x"},
-                                         "z": {"score": 5}}}
-    r = Result.from_job("s", "nb", t, job)
+    t = Template(
+        "nb", Path("."), (GradeCell("a", 1.0), GradeCell("b", 2.0), GradeCell("c", 3.0)), "f"
+    )
+    job = {
+        "status": "graded",
+        "cells": {
+            "a": {"score": 1000, "error": None},
+            "b": {"score": 0, "error": "Boom: x"},
+            "z": {"score": 5},
+        },
+    }
+    r = Result.from_job("s", "nb", t, JobReport.from_json(json.dumps(job)))
     assert [(c.id, c.points, c.error) for c in r.cells] == [
-        ("a", 1.0, None), ("b", 0.0, "Boom: x"), ("c", 0.0, "missing from the graded notebook")]
-    failed = Result.from_job("s", "nb", t, {"status": "error", "reason": "it broke"})
+        ("a", 1.0, None),
+        ("b", 0.0, "Boom: x"),
+        ("c", 0.0, "missing from the graded notebook"),
+    ]
+    failed = Result.from_job("s", "nb", t, JobReport.failed("it broke"))
     assert failed.status == "not graded: it broke" and failed.points == 0 and failed.max_points == 6
+    malformed = JobReport.from_json(json.dumps({"status": "graded", "cells": [["a", 1]]}))
+    assert not malformed.graded and "malformed" in malformed.reason
+    held = Result.from_job(
+        "s", "nb", t, JobReport.from_json(json.dumps({**job, "tampering": ["patches x"]}))
+    )
+    assert held.status == "held: patches x" and held.points == 1 and held.awarded == 0
 
 
 def test_release_differences_name_the_cell():
-    fresh = {"metadata": {}, "cells": [{"cell_type": "code", "id": "x", "source": "a = 1", "metadata": {},
-                                        "outputs": [], "execution_count": None}]}
+    fresh = {
+        "metadata": {},
+        "cells": [
+            {
+                "cell_type": "code",
+                "id": "x",
+                "source": "a = 1",
+                "metadata": {},
+                "outputs": [],
+                "execution_count": None,
+            }
+        ],
+    }
     stale = json.loads(json.dumps(fresh))
     stale["cells"][0]["execution_count"] = 3  # volatile: ignored
     assert differences(fresh, stale) == []
@@ -208,17 +281,29 @@ def test_release_differences_name_the_cell():
 @pytest.mark.slow
 def test_synthetic_expectations_follow_the_notebook_order(tmp_path):
     course = _fixture_course(tmp_path / "course")
-    made = {c.name: c.expected for c in synthetic.cases(course.instructor_notebook("00_fixture"),
-                                                        course.student_notebook("00_fixture"))}
-    assert made["correct"] == 3 and made["release"] == 0 and made["partial"] == 1 and made["os_exit"] == 1
-    assert made["invalid_json"] == synthetic.NOT_GRADED and made["wrong_name"] == synthetic.NOT_ATTRIBUTED
+    made = {
+        c.name: c.expected
+        for c in synthetic.cases(
+            course.instructor_notebook("00_fixture"), course.student_notebook("00_fixture")
+        )
+    }
+    assert (
+        made["correct"] == 3
+        and made["release"] == 0
+        and made["partial"] == 1
+        and made["os_exit"] == 1
+    )
+    assert (
+        made["invalid_json"] == synthetic.NOT_GRADED
+        and made["wrong_name"] == synthetic.NOT_ATTRIBUTED
+    )
     assert check_release(course, None) == {"00_fixture": []}
     nb = course.student_notebook("00_fixture")
     nb.write_text(nb.read_text().replace("square(3) == 9", "square(3) == 10"))
     assert any("source differs" in d for d in check_release(course, None)["00_fixture"])
 
 
-# --------------------------------------------------------------------------- grading a batch end to end
+# --- grading a batch end to end
 
 
 @pytest.fixture(scope="module")
@@ -232,13 +317,37 @@ def batch(tmp_path_factory):
     root = tmp_path_factory.mktemp("batch")
     subs, out = root / "submissions", root / "out"
     synthetic.write(cases, subs)
-    proc = _cli(course, "grade", subs, "--jobs", 2, "--timeout", 60, "--memory", "2G",
-                "--out", out, "--gradebook", out / "gradebook.db")
+    proc = _cli(
+        course,
+        "grade",
+        subs,
+        "--jobs",
+        2,
+        "--timeout",
+        60,
+        "--memory",
+        "2G",
+        "--out",
+        out,
+        "--gradebook",
+        out / "gradebook.db",
+    )
     cells = json.loads(course.instructor_notebook(notebook).read_text())["cells"]
-    last_exercise = [c["metadata"]["nbgrader"]["grade_id"] for c in cells
-                     if c.get("metadata", {}).get("nbgrader", {}).get("solution")][-1]
-    return SimpleNamespace(course=course, notebook=notebook, template=t, cases=cases, root=root, out=out, proc=proc,
-                           last_exercise=last_exercise)
+    last_exercise = [
+        c["metadata"]["nbgrader"]["grade_id"]
+        for c in cells
+        if c.get("metadata", {}).get("nbgrader", {}).get("solution")
+    ][-1]
+    return SimpleNamespace(
+        course=course,
+        notebook=notebook,
+        template=t,
+        cases=cases,
+        root=root,
+        out=out,
+        proc=proc,
+        last_exercise=last_exercise,
+    )
 
 
 @pytest.mark.slow
@@ -254,15 +363,23 @@ def test_batch_grades_every_submission_exactly(batch):
     for case in batch.cases:
         if isinstance(case.expected, float):
             assert status[case.name] == "graded", (case.name, status[case.name])
-            assert totals[case.name] == case.expected, (case.name, errors[case.name], batch.proc.stdout[-3000:])
+            assert totals[case.name] == case.expected, (
+                case.name,
+                errors[case.name],
+                batch.proc.stdout[-3000:],
+            )
     assert totals["correct"] == batch.template.max_points > 0
 
     def error_in_last_exercise(student):
-        result = json.loads((batch.out / "results" / batch.notebook / f"{student}.json").read_text())
+        result = json.loads(
+            (batch.out / "results" / batch.notebook / f"{student}.json").read_text()
+        )
         return {e["cell"]: e["error"] for e in result["cell_errors"]}[batch.last_exercise]
 
     assert error_in_last_exercise("infinite_loop").startswith("CellTimeoutError")
-    assert "allocate memory" in error_in_last_exercise("memory_hog")  # the cap stopped 8 GB; the machine has room
+    assert "allocate memory" in error_in_last_exercise(
+        "memory_hog"
+    )  # the cap stopped 8 GB; the machine has room
     assert error_in_last_exercise("os_exit").startswith("KernelDied")
     assert error_in_last_exercise("sys_exit").startswith("SystemExit")
 
@@ -275,10 +392,16 @@ def test_batch_reports_what_it_could_not_grade(batch):
     assert set(outcome) == {c.name for c in batch.cases}  # one row for every file
     assert outcome["invalid_json"].startswith("not graded: not a valid notebook")
     assert "does not name a course notebook" in outcome["wrong_name"]
-    assert {r["status"] for r in _grades(batch.out) if r["student"] == "invalid_json"} == {outcome["invalid_json"]}
+    assert {r["status"] for r in _grades(batch.out) if r["student"] == "invalid_json"} == {
+        outcome["invalid_json"]
+    }
     summary = (batch.out / "summary.md").read_text()
     assert f"## {batch.notebook}" in summary and "| exercise | points | passed |" in summary
-    assert "a cell timeout: 1" in summary and "a kernel death: 1" in summary and "homework.ipynb" in summary
+    assert (
+        "a cell timeout: 1" in summary
+        and "a kernel death: 1" in summary
+        and "homework.ipynb" in summary
+    )
     assert "review **monkeypatch** by hand: patches flowlib.checks" in summary
 
 
@@ -295,27 +418,58 @@ def test_batch_feedback_and_gradebook(batch):
     with Gradebook(f"sqlite:///{batch.out / 'gradebook.db'}") as gb:
         for student in students:
             submitted = gb.find_submission_notebook(batch.notebook, batch.notebook, student)
-            assert {(student, g.name): g.auto_score for g in submitted.grades} == \
-                   {k: v for k, v in points.items() if k[0] == student}
+            assert {(student, g.name): g.auto_score for g in submitted.grades} == {
+                k: v for k, v in points.items() if k[0] == student
+            }
 
 
 @pytest.mark.slow
 @pytest.mark.grading_e2e
 def test_batch_regrade_is_idempotent_and_replaces_only_the_resubmission(batch):
     before = (batch.out / "grades.csv").read_text()
-    again = _cli(batch.course, "grade", batch.root / "submissions", "--jobs", 2, "--timeout", 60, "--memory", "2G",
-                 "--out", batch.out, "--gradebook", batch.out / "gradebook.db")
+    again = _cli(
+        batch.course,
+        "grade",
+        batch.root / "submissions",
+        "--jobs",
+        2,
+        "--timeout",
+        60,
+        "--memory",
+        "2G",
+        "--out",
+        batch.out,
+        "--gradebook",
+        batch.out / "gradebook.db",
+    )
     assert again.returncode == 0, again.stderr[-2000:]
     assert again.stdout.count("unchanged, grade kept") == len(batch.cases) - 1  # all but wrong_name
     assert (batch.out / "grades.csv").read_text() == before
 
     resubmitted = batch.root / "resubmission"
-    synthetic.write([c for c in batch.cases if c.name == "correct"], resubmitted, students={"correct": "release"})
-    third = _cli(batch.course, "grade", resubmitted, "--timeout", 60, "--memory", "2G",
-                 "--out", batch.out, "--gradebook", batch.out / "gradebook.db")
+    synthetic.write(
+        [c for c in batch.cases if c.name == "correct"],
+        resubmitted,
+        students={"correct": "release"},
+    )
+    third = _cli(
+        batch.course,
+        "grade",
+        resubmitted,
+        "--timeout",
+        60,
+        "--memory",
+        "2G",
+        "--out",
+        batch.out,
+        "--gradebook",
+        batch.out / "gradebook.db",
+    )
     assert third.returncode == 0, third.stderr[-2000:]
     old, new = list(csv.DictReader(before.splitlines())), _grades(batch.out)
-    assert [r for r in new if r["student"] != "release"] == [r for r in old if r["student"] != "release"]
+    assert [r for r in new if r["student"] != "release"] == [
+        r for r in old if r["student"] != "release"
+    ]
     assert _totals(new)["release"] == batch.template.max_points
 
 
@@ -327,12 +481,27 @@ def test_fixture_monkeypatch_kernel_death_in_a_test_and_loops(tmp_path):
     scores 0 while the cells above keep their points; a print loop is cut at 1 MB of
     output and timed out; a loop that ignores SIGINT gets a fresh kernel."""
     course = _fixture_course(tmp_path / "course")
-    cases = synthetic.cases(course.instructor_notebook("00_fixture"), course.student_notebook("00_fixture"), extra=True)
+    cases = synthetic.cases(
+        course.instructor_notebook("00_fixture"), course.student_notebook("00_fixture"), extra=True
+    )
     names = ("monkeypatch", "os_exit_inside", "print_loop", "deaf_loop")
     synthetic.write([c for c in cases if c.name in names], tmp_path / "subs")
     out = tmp_path / "out"
-    proc = _cli(course, "grade", tmp_path / "subs", "--jobs", 2, "--timeout", 20, "--memory", "2G", "--out", out,
-                "--no-gradebook", "--show-hidden")
+    proc = _cli(
+        course,
+        "grade",
+        tmp_path / "subs",
+        "--jobs",
+        2,
+        "--timeout",
+        20,
+        "--memory",
+        "2G",
+        "--out",
+        out,
+        "--no-gradebook",
+        "--show-hidden",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = _grades(out)
     assert _totals(rows) == dict.fromkeys(names, 1.0)  # square: 1 point; Scale: 0 of 2
@@ -346,7 +515,7 @@ def test_fixture_monkeypatch_kernel_death_in_a_test_and_loops(tmp_path):
     assert "BEGIN HIDDEN TESTS" in html  # --show-hidden
 
 
-# --------------------------------------------------------------------------- CI checks of the course notebooks
+# --- CI checks of the course notebooks
 
 
 @pytest.mark.slow
@@ -364,5 +533,7 @@ def test_selfcheck_all_notebooks(notebook, monkeypatch):
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
 def test_release_is_up_to_date(notebook):
     diffs = check_release(Course(), [notebook])[notebook]
-    assert not diffs, f"notebooks/{notebook} is out of date ({'; '.join(diffs)}): " \
-                      f"run `python -m autograder release {notebook}`"
+    assert not diffs, (
+        f"notebooks/{notebook} is out of date ({'; '.join(diffs)}): "
+        f"run `python -m autograder release {notebook}`"
+    )
