@@ -5,6 +5,9 @@ Perturbing zero-initialised layers is ``flowlib.checks.perturb_``, which the not
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import torch
 
 from flowlib.train_config import TrainConfig
@@ -34,6 +37,21 @@ TINY_ARGS = (
     "--K 1 --L 1 --hidden 8 --batch-size 16 --warmup-steps 5 --eval-every 0 "
     "--final-eval-images 64 --sample-every 0 --no-progress"
 ).split()
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def course_env() -> dict[str, str]:
+    """The environment for the course's subprocesses: FLOWLIB_DATA as CI sets it, the
+    ../shared/data next to the checkout (unless FLOWLIB_NO_SHARED_DATA=1, as on a fresh
+    clone, where only data/embedded/ is there)."""
+    env = dict(os.environ)
+    shared = REPO.parent / "shared" / "data"
+    if "FLOWLIB_DATA" not in env and not env.get("FLOWLIB_NO_SHARED_DATA"):
+        if (shared / "MNIST").is_dir():
+            env["FLOWLIB_DATA"] = str(shared)
+    return env
 
 
 def tiny(out, data_root, **kw) -> TrainConfig:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
 import sys
 import zipfile
@@ -25,6 +24,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from helpers import course_env
 
 from autograder import synthetic
 from autograder.batch import Options
@@ -48,13 +48,7 @@ NOTEBOOKS = sorted(
 NBS = ["01_change_of_variables", "02_dequantization"]
 
 
-def _data_env() -> dict[str, str]:
-    """FLOWLIB_DATA as CI sets it (tests/conftest.py looks in the same place)."""
-    env = dict(os.environ)
-    shared = REPO.parent / "shared" / "data"
-    if "FLOWLIB_DATA" not in env and (shared / "MNIST").is_dir():
-        env["FLOWLIB_DATA"] = str(shared)
-    return env
+_data_env = course_env
 
 
 def _cli(course: Course, *args) -> subprocess.CompletedProcess:

@@ -25,6 +25,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from helpers import course_env
 
 from autograder import kernel_sandbox
 from autograder.collect import collect
@@ -45,12 +46,7 @@ USER = "flowlib-grade-test"
 needs_sandbox = pytest.mark.skipif(kernel_sandbox.problem() is not None, reason="no sandbox here")
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    shared = REPO.parent / "shared" / "data"
-    if "FLOWLIB_DATA" not in env and (shared / "MNIST").is_dir():
-        env["FLOWLIB_DATA"] = str(shared)
-    return env
+_env = course_env
 
 
 def _digest(paths: list[Path]) -> dict[str, str]:
