@@ -6,7 +6,7 @@ one value per sample. Training evaluates ``forward`` (the likelihood), sampling
 evaluates ``inverse``; we name the directions after the data, as Glow and nflows do.
 """
 from . import checks, layers, metrics, models
-from .course import fast_mode  # noqa: F401
+from .notebook_helpers import fast_mode  # noqa: F401
 from .models import Glow, MultiscaleFlow, SimpleFlow
 
 __version__ = "0.1.0"

@@ -20,7 +20,7 @@ import math
 import torch
 
 __all__ = ["FlowCheckError", "check_close", "check_invertibility", "check_logdet", "check_logdet_consistency",
-           "check_flow", "flat_model_flow", "jacobian_logdet", "perturb_"]
+           "check_flow", "flat_model_flow", "INVERTIBILITY_HINT", "jacobian_logdet", "perturb_"]
 
 
 class FlowCheckError(AssertionError):
@@ -93,10 +93,22 @@ def _tolerance(dtype: torch.dtype, tol64: float, tol32: float) -> float:
     return tol64 if dtype == torch.float64 else tol32
 
 
-def check_invertibility(layer, x: torch.Tensor, atol: float | None = None, **kwargs) -> float:
+INVERTIBILITY_HINT = (
+    "inverse must undo forward's steps in reverse order, each with its own inverse and the same "
+    "parameters: the step forward does last, inverse undoes first (forward z = x * exp(s) + t "
+    "needs x = (z - t) * exp(-s); forward z = (x + t) * exp(s) needs x = z * exp(-s) - t), and "
+    "whatever forward computes from a part it leaves unchanged (a coupling's s and t, a prior's "
+    "mean and scale) inverse must recompute from that same part; for a linear map, multiply by "
+    "the inverse matrix")
+
+
+def check_invertibility(layer, x: torch.Tensor, atol: float | None = None, *, hint: str | None = None,
+                        **kwargs) -> float:
     """``inverse(forward(x))`` must give back ``x``. Returns the largest error.
 
-    Default tolerance: 1e-10 in float64, 1e-5 in float32 (times max(1, |x|)).
+    Default tolerance: 1e-10 in float64, 1e-5 in float32 (times max(1, |x|)). ``hint`` is the
+    likely cause named when the round trip fails (default: :data:`INVERTIBILITY_HINT`, which
+    holds for any layer); a notebook passes one that fits its layer.
     """
     fwd, inv = _directions(layer)
     z, _ = _call(fwd, x, "forward", **kwargs)
@@ -112,15 +124,11 @@ def check_invertibility(layer, x: torch.Tensor, atol: float | None = None, **kwa
     scale = max(1.0, x.abs().max().item())
     atol = atol if atol is not None else _tolerance(x.dtype, 1e-10, 1e-5) * scale
     if not err <= atol:
-        hint = ("inverse returns its input unchanged: it is not implemented yet or does nothing"
-                if torch.equal(x_rec, z) and not torch.equal(z, x) else
-                "inverse must undo forward's operations in reverse order with the same "
-                "parameters (for an affine coupling: first divide by exp(log_s), then "
-                "subtract t, with log_s and t computed from the unchanged half exactly as "
-                "in forward; for a linear map: multiply by the inverse matrix)")
+        if torch.equal(x_rec, z) and not torch.equal(z, x):
+            hint = "inverse returns its input unchanged: it is not implemented yet or does nothing"
         raise FlowCheckError(
             f"Not invertible: inverse(forward(x)) differs from x by up to {err:.3g} "
-            f"(tolerance {atol:.1g}, {x.dtype}). Likely cause: {hint}."
+            f"(tolerance {atol:.1g}, {x.dtype}). Likely cause: {hint or INVERTIBILITY_HINT}."
         )
     return err
 
@@ -140,30 +148,41 @@ def jacobian_logdet(fn, x: torch.Tensor, **kwargs) -> torch.Tensor:
     return torch.stack(out)
 
 
+def _dequantization_constant(c: float, d: int) -> str | None:
+    for bits in range(1, 9):
+        if abs(abs(c) - d * bits * math.log(2)) <= 1e-4 * d:
+            which = "missing" if c > 0 else "counted twice"
+            return (f"it is off by {c:.4g} = {'-' if c < 0 else ''}D*log({2 ** bits}) with D={d}: "
+                    f"the dequantization scaling term -D*log(n_bins) is {which}")
+    return None
+
+
 def _diagnose_logdet(ours: torch.Tensor, true: torch.Tensor, d: int) -> str:
     diff = ours - true
     scale = 1e-6 * (1 + true.abs().max().item())
     if true.abs().max() > 1e-6 and (ours + true).abs().max() <= scale:
         return ("it has the wrong sign: forward must return log|det dz/dx| "
                 "(for z = x * exp(s) that is +sum(s)), the inverse its negative")
-    if len(diff) > 1 and (diff - diff.mean()).abs().max() <= scale or len(diff) == 1:
-        c = diff.mean().item()
-        for bits in range(1, 9):
-            if abs(abs(c) - d * bits * math.log(2)) <= 1e-4 * d:
-                which = "missing" if c > 0 else "counted twice"
-                return (f"it is off by the constant {c:.4g} = {'-' if c < 0 else ''}D*log({2 ** bits}) "
-                        f"with D={d}: the dequantization scaling term -D*log(n_bins) is {which}")
-        if abs(c) > 0 and (ours.abs().max() < 1e-12):
-            return "it is zero, but this map changes volume: sum the log-scales"
-        return (f"it is off by the same constant {c:.4g} for every sample ({c / d:.4g} per "
-                f"dimension): a term that does not depend on the input is missing or extra")
+    constant = (diff - diff.mean()).abs().max() <= scale
+    c = diff.mean().item()
+    if constant and _dequantization_constant(c, d):
+        return _dequantization_constant(c, d)
+    if ours.abs().max() < 1e-12 and true.abs().max() > 1e-6:
+        return "it is zero, but this map changes volume: sum the log-scales"
     nonzero = true.abs() > 1e-6
     if nonzero.all():
         ratio = ours / true
-        if (ratio - ratio.mean()).abs().max() <= 1e-6 * ratio.abs().mean():
+        if len(ratio) > 1 and (ratio - ratio.mean()).abs().max() <= 1e-6 * ratio.abs().mean():
             r = ratio.mean().item()
-            return (f"it is {r:.4g} times the true value: a term applied at every position "
-                    f"(for a 1x1 convolution, height*width) is scaled wrongly")
+            return (f"it is {r:.4g} times the true value for every sample: a term applied at every "
+                    f"position (for a 1x1 convolution, height*width) is scaled wrongly")
+    if len(diff) == 1:
+        return (f"it is off by {c:.4g} on this one sample (one sample cannot tell a constant "
+                f"offset from an error that depends on the input): check which entries you sum, "
+                f"every term's sign, and that logdet comes from the same scales you apply")
+    if constant:
+        return (f"it is off by the same constant {c:.4g} for every sample ({c / d:.4g} per "
+                f"dimension): a term that does not depend on the input is missing or extra")
     return ("it differs per sample: check which entries you sum (only the transformed "
             "entries contribute log|scale|) and that logdet is computed from the same "
             "scale you apply")
@@ -209,9 +228,10 @@ def check_logdet_consistency(layer, x: torch.Tensor, atol: float | None = None, 
     return err
 
 
-def check_flow(layer, x: torch.Tensor, jacobian: bool = True, **kwargs) -> dict[str, float]:
-    """All three checks; returns their measured errors by name."""
-    out = {"invertibility": check_invertibility(layer, x, **kwargs)}
+def check_flow(layer, x: torch.Tensor, jacobian: bool = True, *, hint: str | None = None,
+               **kwargs) -> dict[str, float]:
+    """All three checks; returns their measured errors by name. ``hint``: see check_invertibility."""
+    out = {"invertibility": check_invertibility(layer, x, hint=hint, **kwargs)}
     if jacobian:  # first: its message names the likely cause of a wrong log-det
         out["logdet"] = check_logdet(layer, x, **kwargs)
     out["consistency"] = check_logdet_consistency(layer, x, **kwargs)

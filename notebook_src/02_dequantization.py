@@ -33,16 +33,16 @@ from torch import nn
 from torch.nn import functional as F
 
 import flowlib
-import flowlib.course
+import flowlib.notebook_helpers
 from flowlib import checks
 from flowlib.checks import check_close
-from flowlib.course import needs, passed
+from flowlib.notebook_helpers import needs, passed
 from flowlib.data import MNIST, quantize
 from flowlib.layers.dequantization import keep_off_bin_edges
 from flowlib.viz import make_grid
 
-FAST = flowlib.course.fast_mode()
-device = flowlib.course.device()  # the few computations here run on the CPU
+FAST = flowlib.notebook_helpers.fast_mode()
+device = flowlib.notebook_helpers.device()  # the few computations here run on the CPU
 torch.manual_seed(0)
 
 mnist = MNIST(split="test")        # all 10,000 test images in memory: .images is (N, 1, 28, 28) uint8
@@ -345,6 +345,8 @@ for _bits, _shape, _dtype, _seed in [(5, (3, 1, 4, 4), _torch.float64, 11), (1, 
     assert _torch.allclose(_ldi.double(), -_ld.double(), atol=1e-4), "inverse logdet"
 _big = _torch.randint(0, 256, (64, 1, 28, 28), dtype=_torch.uint8)
 assert _torch.equal(Dequantize(8).inverse(Dequantize(8)(_big)[0])[0], _big.float()), "uint8 round trip"
+_out = Dequantize(4).inverse(_torch.tensor([[-0.3, 1.0, 1.7, 0.5]], dtype=_torch.float64))[0]
+assert _torch.equal(_out, _torch.tensor([[0.0, 15.0, 15.0, 8.0]], dtype=_torch.float64)), "values outside [0, 1)"
 ### END HIDDEN TESTS
 
 # %% [markdown]

@@ -44,19 +44,19 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 import flowlib
-import flowlib.course
+import flowlib.notebook_helpers
 import flowlib.layers
 from flowlib import checks
 from flowlib.checks import check_close
-from flowlib.course import needs, passed
+from flowlib.notebook_helpers import needs, passed
 from flowlib.data import MNIST, repo_data_dir
 from flowlib.layers import ZeroConv2d, channel_mask
 from flowlib.metrics import evaluate_bpd
 from flowlib.models import MultiscaleFlow, SimpleFlow, standard_normal_log_prob
 from flowlib.viz import show_grid
 
-FAST = flowlib.course.fast_mode()
-device = flowlib.course.device()
+FAST = flowlib.notebook_helpers.fast_mode()
+device = flowlib.notebook_helpers.device()
 torch.manual_seed(0)
 
 train_images = MNIST(split="train", n_bits=8).images     # (60000, 1, 28, 28) uint8
@@ -164,8 +164,19 @@ def unsqueeze(z):
 # %% [tests] nb04_squeeze_tests points=2
 # Visible checks for Exercise 4.1
 example = torch.arange(1, 17).view(1, 1, 4, 4)
-with needs("Exercise 4.1 (squeeze)"):
-    out = squeeze(example)
+WRITE_IT = ("Exercise 4.1 asks you to write squeeze and unsqueeze yourself: flowlib.layers.squeeze, "
+            "unsqueeze and Squeeze are the reference the checks compare with, so they refuse to run here")
+REFERENCES = (flowlib.layers.squeeze, flowlib.layers.unsqueeze, (flowlib.layers.Squeeze, "forward"),
+              (flowlib.layers.Squeeze, "inverse"))
+VIEW_HINT = ("Likely cause: .view after a permute, or a .view that merges axes of a non-contiguous tensor; "
+             "use .reshape")
+try:
+    with needs("Exercise 4.1 (squeeze)"), flowlib.notebook_helpers.refusing(*REFERENCES, why=WRITE_IT,
+                                                                            namespace=globals()):
+        out = squeeze(example)
+        unsqueeze(torch.zeros(1, 4, 2, 2, dtype=torch.int64))
+except RuntimeError as err:
+    raise AssertionError(f"squeeze or unsqueeze failed on a small image: {err}. {VIEW_HINT}.") from None
 assert isinstance(out, torch.Tensor) and out.shape == (1, 4, 2, 2), (
     f"squeeze of a (1, 1, 4, 4) image must have shape (1, 4, 2, 2), got "
     f"{tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__}.")
@@ -199,11 +210,18 @@ assert torch.equal(ours, flowlib.layers.squeeze(x)), (
 assert torch.equal(unsqueeze(ours), x), "unsqueeze(squeeze(x)) must give back x exactly."
 z = torch.randn(2, 8, 3, 5)
 assert torch.equal(squeeze(unsqueeze(z)), z), "squeeze(unsqueeze(z)) must give back z exactly."
-try:
-    transposed = squeeze(x.transpose(2, 3))
-except RuntimeError as err:
-    raise AssertionError(f"squeeze failed on a non-contiguous input: {err}. Use .reshape instead of .view.") from None
-assert torch.equal(transposed, flowlib.layers.squeeze(x.transpose(2, 3).contiguous())), "squeeze of a non-contiguous input"
+# non-contiguous inputs: transposed images, every other channel, every other image of a batch
+x4, z4 = torch.randn(4, 3, 6, 4, dtype=torch.float64), torch.randn(4, 8, 3, 5)
+for name, fn, t in [("squeeze", squeeze, x.transpose(2, 3)), ("squeeze", squeeze, x[:, ::2]),
+                    ("squeeze", squeeze, x4[::2]), ("unsqueeze", unsqueeze, z.transpose(2, 3)),
+                    ("unsqueeze", unsqueeze, z[:, ::2]), ("unsqueeze", unsqueeze, z4[::2])]:
+    try:
+        ours_nc = fn(t)
+    except RuntimeError as err:
+        raise AssertionError(f"{name} failed on a non-contiguous input of shape {tuple(t.shape)}: {err}. "
+                             f"{VIEW_HINT}.") from None
+    reference_fn = flowlib.layers.squeeze if name == "squeeze" else flowlib.layers.unsqueeze
+    assert torch.equal(ours_nc, reference_fn(t.contiguous())), f"{name} of a non-contiguous input"
 # as a flow layer: exactly invertible, log-det 0 (checked against the autograd Jacobian)
 as_flow = (lambda t: (squeeze(t), t.new_zeros(t.shape[0])), lambda t: (unsqueeze(t), t.new_zeros(t.shape[0])))
 checks.check_flow(as_flow, x)
@@ -227,6 +245,15 @@ for _shape, _dtype in [((1, 1, 2, 2), torch.float32), ((3, 2, 8, 6), torch.float
     assert torch.equal(unsqueeze(_z), _x), "unsqueeze values"
 assert torch.equal(squeeze(squeeze(torch.arange(64.).view(1, 1, 8, 8))),
                    _squeeze_want(_squeeze_want(torch.arange(64.).view(1, 1, 8, 8)))), "twice"
+_helpers = importlib.reload(flowlib.notebook_helpers)
+_t = torch.randn(3, 6, 4, 8, dtype=torch.float64)
+with _helpers.refusing(flowlib.layers.squeeze, flowlib.layers.unsqueeze, (flowlib.layers.Squeeze, "forward"),
+                       (flowlib.layers.Squeeze, "inverse"), why="hidden: squeeze and unsqueeze of this exercise", namespace=globals()):
+    for _nc in (_t.transpose(2, 3), _t[:, ::2], _t[::2, 1:5], torch.randn(6, 2, 4, 4)[::3]):
+        assert torch.equal(squeeze(_nc), _squeeze_want(_nc)), "non-contiguous squeeze"
+    _zz = torch.randn(2, 8, 3, 4, dtype=torch.float64)
+    for _nc in (_zz[:, ::2], _zz.transpose(2, 3), torch.randn(6, 8, 2, 2)[::3]):
+        assert torch.equal(_squeeze_want(unsqueeze(_nc)), _nc), "non-contiguous unsqueeze"
 _x = torch.randn(2, 2, 4, 6, dtype=torch.float64)
 _checks.check_flow((lambda t: (squeeze(t), t.new_zeros(t.shape[0])), lambda t: (unsqueeze(t), t.new_zeros(t.shape[0]))), _x)
 ### END HIDDEN TESTS
@@ -388,11 +415,13 @@ with torch.no_grad():
     ours = standard_normal_log_prob(z[:, 2:]) + logdet
     truth = torch.distributions.Normal(mean, log_sd.exp()).log_prob(b).flatten(1).sum(1)
     check_close(ours, truth, "log N(b'; 0, I) + logdet, which must equal log N(b; mean(a), sd(a))")
-checks.check_flow(split, x)        # invertibility, log-det against autograd, forward/inverse consistency
+SPLIT_INVERSE = ("inverse must undo b' = (b - mean) * exp(-log_sd) last step first: b = b' * exp(log_sd) + mean, "
+                 "with mean and log_sd recomputed from the unchanged first half a")
+checks.check_flow(split, x, hint=SPLIT_INVERSE)   # invertibility, log-det against autograd, consistency
 reference = flowlib.layers.Split(4).double()
 reference.load_state_dict(split.state_dict())
 check_close(split(x)[0], reference(x)[0], "z compared with flowlib's Split")
-checks.check_flow(Split(2), torch.randn(2, 2, 3, 4), jacobian=False)    # float32, fresh (identity) prior
+checks.check_flow(Split(2), torch.randn(2, 2, 3, 4), jacobian=False, hint=SPLIT_INVERSE)  # float32, fresh prior
 passed("Exercise 4.2 (split)")
 ### BEGIN HIDDEN TESTS
 import importlib, flowlib.checks; _checks = importlib.reload(flowlib.checks)

@@ -40,14 +40,14 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 import flowlib.checks
-import flowlib.course
+import flowlib.notebook_helpers
 from flowlib import layers as fl
 from flowlib.data import MNIST
 from flowlib.metrics import evaluate_bpd
 from flowlib.models import Glow
 
-FAST = flowlib.course.fast_mode()
-device = flowlib.course.device()
+FAST = flowlib.notebook_helpers.fast_mode()
+device = flowlib.notebook_helpers.device()
 torch.manual_seed(0)
 
 train_images = MNIST(split="train", n_bits=8).images   # (60000, 1, 28, 28) uint8
@@ -254,7 +254,7 @@ assert layer.bias.grad is not None and layer.log_scale.grad is not None and laye
 nb05_logdet_hint("ActNorm", ld, 64 * layer.log_scale.sum(), hw=64,
                  why="ActNorm scales all h*w pixels of a channel by the same exp(s_c)")
 flowlib.checks.check_flow(layer, x[:2, :, :4, :4])          # round trip, Jacobian log-det, consistency
-flowlib.course.passed("Exercise 5.1 (ActNorm)")
+flowlib.notebook_helpers.passed("Exercise 5.1 (ActNorm)")
 ### BEGIN HIDDEN TESTS
 import importlib, flowlib.checks; _checks = importlib.reload(flowlib.checks)
 for _seed, _shape, _dtype in [(1, (4, 5, 3, 7), torch.float32), (2, (6, 2, 2, 2), torch.float64),
@@ -311,7 +311,7 @@ features = torch.stack([0.2 * base[:, 0] + 3.0,            # narrow, far from 0
                         6.0 * base[:, 2],                  # wide
                         0.5 * base[:, 3] ** 2 + 1.0], 1)   # one-sided
 
-with flowlib.course.needs("Exercise 5.1 (ActNorm)"):
+with flowlib.notebook_helpers.needs("Exercise 5.1 (ActNorm)"):
     actnorm = ActNorm(4)
     with torch.no_grad():
         normalised, _ = actnorm(features)
@@ -556,7 +556,7 @@ x_back, _ = conv32.inverse(conv32(x32)[0])
 assert x_back.dtype == torch.float32, (
     f"inverse of a float32 layer returned {x_back.dtype}: invert W in float64, then cast "
     f"W^-1 back with .to(z.dtype).")
-flowlib.course.passed("Exercise 5.2 (dense 1x1 convolution)")
+flowlib.notebook_helpers.passed("Exercise 5.2 (dense 1x1 convolution)")
 ### BEGIN HIDDEN TESTS
 import importlib, flowlib.checks; _checks = importlib.reload(flowlib.checks)
 for _seed, _c, _shape, _dtype in [(11, 3, (2, 3, 4, 2), torch.float64), (12, 7, (2, 7, 3, 5), torch.float32),
@@ -816,7 +816,7 @@ with torch.no_grad():
     for param in layer.parameters():
         param.add_(0.2 * torch.randn(param.shape, generator=g, dtype=torch.float64))
 flowlib.checks.check_flow(layer, torch.randn(2, 4, 3, 3, generator=g, dtype=torch.float64))
-flowlib.course.passed("Exercise 5.3 (LU 1x1 convolution)")
+flowlib.notebook_helpers.passed("Exercise 5.3 (LU 1x1 convolution)")
 ### BEGIN HIDDEN TESTS
 import importlib, flowlib.checks; _checks = importlib.reload(flowlib.checks)
 for _seed, _c, _dtype in [(21, 3, torch.float64), (22, 8, torch.float32), (23, 1, torch.float64), (24, 6, torch.float64)]:
@@ -878,12 +878,12 @@ for Cc in (16, 64, 256, 512):
 
 # %%
 probe = torch.randn(2, 4, 2, 2)
-with flowlib.course.needs("Exercise 5.1 (ActNorm)"):
+with flowlib.notebook_helpers.needs("Exercise 5.1 (ActNorm)"):
     ActNorm(4)(probe)
-with flowlib.course.needs("Exercise 5.3 (LU 1x1 convolution)"):
+with flowlib.notebook_helpers.needs("Exercise 5.3 (LU 1x1 convolution)"):
     InvConv1x1LU(4)(probe)
 
-with flowlib.course.needs("Exercise 5.1 (ActNorm) or Exercise 5.3 (LU 1x1 convolution)"):
+with flowlib.notebook_helpers.needs("Exercise 5.1 (ActNorm) or Exercise 5.3 (LU 1x1 convolution)"):
     torch.manual_seed(0)
     mine = Glow(**DEMO)
     for level in mine.levels:

@@ -49,7 +49,7 @@ from torch import nn
 import flowlib
 from flowlib import checks
 from flowlib.checks import perturb_
-from flowlib.course import fast_mode, needs, passed
+from flowlib.notebook_helpers import fast_mode, needs, passed
 from flowlib.data import MNIST, repo_data_dir, default_cache_dir
 from flowlib.layers import (ActNorm, ChannelAffineCoupling, FlowSequential, GlowCouplingNet,
                             InvConv1x1LU, net_out_channels)
@@ -58,7 +58,7 @@ from flowlib.models import Glow, standard_normal_log_prob
 from flowlib.viz import show_grid, temperature_widget
 
 FAST = fast_mode()
-device = flowlib.course.device()
+device = flowlib.notebook_helpers.device()
 torch.manual_seed(0)
 
 # %% [markdown]

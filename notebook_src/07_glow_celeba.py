@@ -39,7 +39,7 @@ from IPython.display import display
 import flowlib
 from flowlib import checks
 from flowlib.checks import perturb_
-from flowlib.course import fast_mode, needs, passed
+from flowlib.notebook_helpers import fast_mode, needs, passed
 from flowlib.data import CelebA, default_cache_dir, repo_data_dir
 from flowlib.metrics import evaluate_bpd
 from flowlib.models import Glow
@@ -47,7 +47,7 @@ from flowlib.train import TrainConfig, load_checkpoint, train
 from flowlib.viz import grid_png, show_grid, temperature_widget
 
 FAST = fast_mode()
-device = flowlib.course.device()
+device = flowlib.notebook_helpers.device()
 torch.manual_seed(0)
 
 # %% [readonly] nb07_helpers

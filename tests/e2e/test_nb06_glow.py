@@ -79,7 +79,7 @@ class Nb06:
         """Run every code cell up to ``last`` that has not run yet, in order, one at a time.
 
         A cell may fail only because an exercise left as a stub is used (NotImplementedError,
-        raised directly or through flowlib.course.needs); any other error fails the test.
+        raised directly or through flowlib.notebook_helpers.needs); any other error fails the test.
         """
         for c in self.cells:
             if c.cell_type != "code" or c.index > last or c.index in self.ran:
