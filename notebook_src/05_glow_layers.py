@@ -114,6 +114,10 @@ def nb05_logdet_hint(name, ours, expected, hw, why):
     if hw > 1 and close(ours, hw * expected):
         raise AssertionError(
             f"{name}: log-det is h*w = {hw} times too large: multiply by height * width once.")
+    raise AssertionError(
+        f"{name}: log-det is {ours.flatten()[0].item():.6g}, expected {expected.flatten()[0].item():.6g} "
+        f"(h*w = {hw} times the per-pixel term; {why}). Take the height and width from the input, "
+        f"x.shape[2] * x.shape[3]: the images here are not square.")
 
 
 def nb05_lu_hint(W, p, lower, upper, sign_s, log_s):
@@ -213,7 +217,7 @@ class ActNorm(nn.Module):
 g = torch.Generator().manual_seed(0)
 spread = torch.tensor([0.5, 2.0, 5.0], dtype=torch.float64).view(1, 3, 1, 1)
 shift = torch.tensor([1.0, -3.0, 0.0], dtype=torch.float64).view(1, 3, 1, 1)
-x = torch.randn(16, 3, 8, 8, generator=g, dtype=torch.float64) * spread + shift
+x = torch.randn(16, 3, 8, 6, generator=g, dtype=torch.float64) * spread + shift   # h = 8, w = 6
 
 layer = ActNorm(3).double()
 params_before = (layer.bias, layer.log_scale)
@@ -251,9 +255,9 @@ assert layer.bias.grad is not None and layer.log_scale.grad is not None and laye
     "bias and log_scale receive no gradient, so they would never train: compute z and logdet "
     "from the parameters themselves (no .detach() or .data in forward).")
 
-nb05_logdet_hint("ActNorm", ld, 64 * layer.log_scale.sum(), hw=64,
+nb05_logdet_hint("ActNorm", ld, 48 * layer.log_scale.sum(), hw=48,
                  why="ActNorm scales all h*w pixels of a channel by the same exp(s_c)")
-flowlib.checks.check_flow(layer, x[:2, :, :4, :4])          # round trip, Jacobian log-det, consistency
+flowlib.checks.check_flow(layer, x[:2, :, :4, :3])          # round trip, Jacobian log-det, consistency
 flowlib.notebook_helpers.passed("Exercise 5.1 (ActNorm)")
 ### BEGIN HIDDEN TESTS
 import importlib, flowlib.checks; _checks = importlib.reload(flowlib.checks)
@@ -552,10 +556,20 @@ flowlib.checks.check_flow(conv, x)             # round trip, Jacobian log-det, c
 
 conv32 = InvConv1x1(4, generator=torch.Generator().manual_seed(1))
 x32 = torch.randn(2, 4, 3, 3, generator=g)
-x_back, _ = conv32.inverse(conv32(x32)[0])
+MATRIX_INVERSES = (torch.linalg.inv, torch.inverse, torch.linalg.inv_ex, torch.linalg.solve, torch.linalg.pinv,
+                   (torch.Tensor, "inverse"))
+try:
+    with flowlib.notebook_helpers.recording(*MATRIX_INVERSES, namespace=globals()) as inverse_calls:
+        x_back, _ = conv32.inverse(conv32(x32)[0])
+except RuntimeError as err:
+    raise AssertionError(f"inverse of a float32 layer failed: {err}. Invert W in float64, then cast W^-1 back "
+                         f"to the input's dtype with .to(z.dtype) before the convolution.") from None
 assert x_back.dtype == torch.float32, (
     f"inverse of a float32 layer returned {x_back.dtype}: invert W in float64, then cast "
     f"W^-1 back with .to(z.dtype).")
+assert not any(torch.float32 in call for call in inverse_calls), (
+    "inverse inverted W in float32: invert it in float64 (self.weight.double()), where the inverse of a "
+    "trained W stays accurate, then cast W^-1 back with .to(z.dtype).")
 flowlib.notebook_helpers.passed("Exercise 5.2 (dense 1x1 convolution)")
 ### BEGIN HIDDEN TESTS
 import importlib, flowlib.checks; _checks = importlib.reload(flowlib.checks)
@@ -577,7 +591,11 @@ for _seed, _c, _shape, _dtype in [(11, 3, (2, 3, 4, 2), torch.float64), (12, 7, 
     _expected = (_hw * torch.linalg.slogdet(_W)[1]).expand(_shape[0])
     assert _ld.shape == (_shape[0],), "hidden: logdet shape"
     assert torch.allclose(_ld.double(), _expected, atol=_tol * max(1.0, _expected.abs().max().item())), "hidden: logdet"
-    _x_back, _ld_inv = _layer.inverse(_z)
+    _helpers = importlib.reload(flowlib.notebook_helpers)
+    with _helpers.recording(torch.linalg.inv, torch.inverse, torch.linalg.inv_ex, torch.linalg.solve,
+                            torch.linalg.pinv, (torch.Tensor, "inverse"), namespace=globals()) as _calls:
+        _x_back, _ld_inv = _layer.inverse(_z)
+    assert not any(torch.float32 in _call for _call in _calls), "hidden: precision of the inverse"
     assert _x_back.dtype == _dtype, "hidden: inverse dtype"
     assert torch.allclose(_x_back.double(), _x.double(), atol=10 * _tol), "hidden: inverse"
     assert torch.allclose(_ld_inv.double(), -_expected, atol=_tol * max(1.0, _expected.abs().max().item())), "hidden: inverse logdet"
@@ -790,7 +808,12 @@ upper = torch.randn(C, C, generator=g, dtype=torch.float64).requires_grad_()  # 
 sign_s = torch.tensor([1.0, -1.0, 1.0, -1.0, -1.0], dtype=torch.float64)
 log_s = (0.3 * torch.randn(C, generator=g, dtype=torch.float64)).requires_grad_()
 
-out = lu_weight(p, lower, upper, sign_s, log_s)
+NO_SLOGDET = ("Exercise 5.3 asks for log|det W| in O(C) from log_s alone, without slogdet or det: P and L "
+              "have |det| = 1, so only the diagonal of U counts, and log|det W| = sum(log_s)")
+DETERMINANTS = (torch.linalg.slogdet, torch.slogdet, torch.logdet, torch.det, torch.linalg.det,
+                (torch.Tensor, "slogdet"), (torch.Tensor, "logdet"), (torch.Tensor, "det"))
+with flowlib.notebook_helpers.refusing(*DETERMINANTS, why=NO_SLOGDET, namespace=globals()):
+    out = lu_weight(p, lower, upper, sign_s, log_s)
 assert isinstance(out, tuple) and len(out) == 2, "lu_weight must return a pair (W, log_abs_det)."
 W, log_abs_det = out
 nb05_lu_hint(W, p, lower, upper, sign_s, log_s)
@@ -826,7 +849,10 @@ for _seed, _c, _dtype in [(21, 3, torch.float64), (22, 8, torch.float32), (23, 1
     _upper = torch.randn(_c, _c, generator=_g, dtype=_dtype).requires_grad_()
     _sign = torch.where(torch.rand(_c, generator=_g) < 0.5, -1.0, 1.0).to(_dtype)
     _log_s = (0.5 * torch.randn(_c, generator=_g, dtype=_dtype)).requires_grad_()
-    _W, _lad = lu_weight(_p, _lower, _upper, _sign, _log_s)
+    with importlib.reload(flowlib.notebook_helpers).refusing(
+            torch.linalg.slogdet, torch.slogdet, torch.logdet, torch.det, torch.linalg.det, (torch.Tensor, "slogdet"),
+            (torch.Tensor, "logdet"), (torch.Tensor, "det"), why="hidden: cost of log_abs_det", namespace=globals()):
+        _W, _lad = lu_weight(_p, _lower, _upper, _sign, _log_s)
     _eye = torch.eye(_c, dtype=_dtype)
     _ref = _p @ (torch.tril(_lower, -1) + _eye) @ (torch.triu(_upper, 1) + torch.diag(_sign * torch.exp(_log_s)))
     _tol = 1e-5 if _dtype == torch.float32 else 1e-10
