@@ -7,9 +7,9 @@ hidden tests. Each notebook is executed once, in-process, in fast mode (see harn
 """
 import pytest
 
-from student_answers import harness, nb01, nb02, nb03, nb04, nb05
+from student_answers import harness, nb01, nb02, nb03, nb04, nb05, nb06
 
-CASES = [case for module in (nb01, nb02, nb03, nb04, nb05) for case in module.CASES]
+CASES = [case for module in (nb01, nb02, nb03, nb04, nb05, nb06) for case in module.CASES]
 pytestmark = [pytest.mark.slow, pytest.mark.data]
 
 
