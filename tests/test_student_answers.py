@@ -7,9 +7,9 @@ hidden tests. Each notebook is executed once, in-process, in fast mode (see harn
 """
 import pytest
 
-from student_answers import harness, nb01, nb02, nb03, nb04, nb05, nb06
+from student_answers import harness, nb01, nb02, nb03, nb04, nb05, nb06, nb07
 
-CASES = [case for module in (nb01, nb02, nb03, nb04, nb05, nb06) for case in module.CASES]
+CASES = [case for module in (nb01, nb02, nb03, nb04, nb05, nb06, nb07) for case in module.CASES]
 pytestmark = [pytest.mark.slow, pytest.mark.data]
 
 
@@ -36,10 +36,11 @@ def test_student_answer(case, data_root):
 
 
 def test_every_graded_exercise_has_cases():
-    """At least five wrong answers and two correct ones for every graded exercise."""
-    exercises = [meta["grade_id"] for path in sorted(harness.ROOT.glob("solutions/[0-9]*/*.ipynb"))
-                 for _, meta in harness._cells(path) if meta.get("solution")]
-    assert len(exercises) == 19, exercises
+    """At least five wrong answers and two correct ones for every graded exercise (20, one test cell each)."""
+    cells = [meta for path in sorted(harness.ROOT.glob("solutions/[0-9]*/*.ipynb")) for _, meta in harness._cells(path)]
+    exercises = [meta["grade_id"] for meta in cells if meta.get("solution")]
+    graded = [meta["grade_id"] for meta in cells if meta.get("grade")]
+    assert len(exercises) == len(graded) == 20, (exercises, graded)
     counts = {ex: [0, 0] for ex in exercises}
     for case in CASES:
         counts[case.exercise][case.hint is None] += 1
