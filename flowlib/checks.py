@@ -19,8 +19,18 @@ import math
 
 import torch
 
-__all__ = ["FlowCheckError", "check_close", "check_invertibility", "check_logdet", "check_logdet_consistency",
-           "check_flow", "flat_model_flow", "INVERTIBILITY_HINT", "jacobian_logdet", "perturb_"]
+__all__ = [
+    "INVERTIBILITY_HINT",
+    "FlowCheckError",
+    "check_close",
+    "check_flow",
+    "check_invertibility",
+    "check_logdet",
+    "check_logdet_consistency",
+    "flat_model_flow",
+    "jacobian_logdet",
+    "perturb_",
+]
 
 
 class FlowCheckError(AssertionError):
@@ -54,7 +64,8 @@ def _call(fn, x, direction: str, **kwargs):
             f"`logdet = log_s.flatten(1).sum(1)`."
         )
     if not torch.isfinite(logdet).all():
-        raise FlowCheckError(f"{direction}: logdet contains NaN or inf: {logdet}. Look for log(0) or exp overflow.")
+        raise FlowCheckError(f"{direction}: logdet contains NaN or inf: {logdet}. "
+                             f"Look for log(0) or exp overflow.")
     return y, logdet
 
 
@@ -71,7 +82,8 @@ def check_close(ours, true, what: str, wrong_answers=(), nan_hint: str | None = 
     if not isinstance(ours, torch.Tensor):
         raise FlowCheckError(f"{what}: expected a torch.Tensor, got {type(ours).__name__}.")
     if ours.shape != true.shape:
-        raise FlowCheckError(f"{what}: expected shape {tuple(true.shape)}, got {tuple(ours.shape)}.")
+        raise FlowCheckError(
+            f"{what}: expected shape {tuple(true.shape)}, got {tuple(ours.shape)}.")
     ours_d, true_d = ours.detach().double().cpu(), true.detach().double().cpu()
     if torch.isnan(ours_d).any() and nan_hint:
         raise FlowCheckError(f"{what} contains NaN. Likely cause: {nan_hint}.")
@@ -81,7 +93,8 @@ def check_close(ours, true, what: str, wrong_answers=(), nan_hint: str | None = 
         return err
     for hint, wrong in wrong_answers:
         wrong = torch.as_tensor(wrong).detach().double().cpu()
-        if wrong.shape == ours_d.shape and torch.allclose(ours_d, wrong, rtol=0, atol=tol, equal_nan=True):
+        same = wrong.shape == ours_d.shape
+        if same and torch.allclose(ours_d, wrong, rtol=0, atol=tol, equal_nan=True):
             off = f" (off by up to {err:.3g})" if math.isfinite(err) else ""
             raise FlowCheckError(f"{what} is wrong{off}. Likely cause: {hint}.")
     raise FlowCheckError(f"{what} is wrong: off by up to {err:.3g} (tolerance {tol:.1g}). "
@@ -102,8 +115,8 @@ INVERTIBILITY_HINT = (
     "the inverse matrix")
 
 
-def check_invertibility(layer, x: torch.Tensor, atol: float | None = None, *, hint: str | None = None,
-                        **kwargs) -> float:
+def check_invertibility(layer, x: torch.Tensor, atol: float | None = None, *,
+                        hint: str | None = None, **kwargs) -> float:
     """``inverse(forward(x))`` must give back ``x``. Returns the largest error.
 
     Default tolerance: 1e-10 in float64, 1e-5 in float32 (times max(1, |x|)). ``hint`` is the
@@ -119,7 +132,8 @@ def check_invertibility(layer, x: torch.Tensor, atol: float | None = None, *, hi
         )
     x_rec, _ = _call(inv, z, "inverse", **kwargs)
     if x_rec.shape != x.shape:
-        raise FlowCheckError(f"inverse(forward(x)) has shape {tuple(x_rec.shape)}, expected {tuple(x.shape)}.")
+        raise FlowCheckError(f"inverse(forward(x)) has shape {tuple(x_rec.shape)}, "
+                             f"expected {tuple(x.shape)}.")
     err = (x_rec.to(x.dtype) - x).abs().max().item()
     scale = max(1.0, x.abs().max().item())
     atol = atol if atol is not None else _tolerance(x.dtype, 1e-10, 1e-5) * scale
@@ -140,7 +154,7 @@ def jacobian_logdet(fn, x: torch.Tensor, **kwargs) -> torch.Tensor:
         sample_kwargs = {k: (w[i:i + 1] if isinstance(w, torch.Tensor) and len(w) == len(x) else w)
                          for k, w in kwargs.items()}
 
-        def f(v):
+        def f(v, sample_kwargs=sample_kwargs):
             z, _ = fn(v[None], **sample_kwargs)
             return z.reshape(-1)
         jac = torch.autograd.functional.jacobian(f, xi.detach())
@@ -169,20 +183,25 @@ def _diagnose_logdet(ours: torch.Tensor, true: torch.Tensor, d: int) -> str:
         return _dequantization_constant(c, d)
     if ours.abs().max() < 1e-12 and true.abs().max() > 1e-6:
         return "it is zero, but this map changes volume: sum the log-scales"
-    nonzero = true.abs() > 1e-6
-    if nonzero.all():
-        ratio = ours / true
-        if len(ratio) > 1 and (ratio - ratio.mean()).abs().max() <= 1e-6 * ratio.abs().mean():
-            r = ratio.mean().item()
-            return (f"it is {r:.4g} times the true value for every sample: a term applied at every "
-                    f"position (for a 1x1 convolution, height*width) is scaled wrongly")
+    ratio = None
+    if (true.abs() > 1e-6).all():
+        r = ours / true
+        if (r - r.mean()).abs().max() <= 1e-6 * r.abs().mean():
+            ratio = r.mean().item()
+    scaled = (f"{ratio:.4g} times the true value: a term applied at every position (for a 1x1 "
+              f"convolution, height*width) is scaled wrongly") if ratio is not None else None
     if len(diff) == 1:
-        return (f"it is off by {c:.4g} on this one sample (one sample cannot tell a constant "
-                f"offset from an error that depends on the input): check which entries you sum, "
-                f"every term's sign, and that logdet comes from the same scales you apply")
+        times = f" ({ratio:.4g} times the true value)" if ratio is not None else ""
+        return (f"it is off by {c:.4g}{times} on this one sample (one sample cannot tell a "
+                f"constant offset from an error that depends on the input): check which entries "
+                f"you sum, every term's sign, and that logdet comes from the same scales you apply")
     if constant:
+        also = (f"; or, since the true log-det is the same for every sample here, it is {scaled}"
+                if scaled else "")
         return (f"it is off by the same constant {c:.4g} for every sample ({c / d:.4g} per "
-                f"dimension): a term that does not depend on the input is missing or extra")
+                f"dimension): a term that does not depend on the input is missing or extra{also}")
+    if scaled:
+        return f"it is {scaled}, for every sample"
     return ("it differs per sample: check which entries you sum (only the transformed "
             "entries contribute log|scale|) and that logdet is computed from the same "
             "scale you apply")
@@ -198,7 +217,8 @@ def check_logdet(layer, x: torch.Tensor, atol: float | None = None, **kwargs) ->
     _, ours = _call(fwd, x, "forward", **kwargs)
     true = jacobian_logdet(fwd, x, **kwargs).to(ours.dtype)
     err = (ours - true).abs().max().item()
-    atol = atol if atol is not None else _tolerance(x.dtype, 1e-8, 1e-3) * max(1.0, true.abs().max().item() / 100)
+    if atol is None:
+        atol = _tolerance(x.dtype, 1e-8, 1e-3) * max(1.0, true.abs().max().item() / 100)
     if not err <= atol:
         raise FlowCheckError(
             f"Wrong log-determinant: forward returned {_fmt(ours)} but the Jacobian gives "
@@ -230,7 +250,10 @@ def check_logdet_consistency(layer, x: torch.Tensor, atol: float | None = None, 
 
 def check_flow(layer, x: torch.Tensor, jacobian: bool = True, *, hint: str | None = None,
                **kwargs) -> dict[str, float]:
-    """All three checks; returns their measured errors by name. ``hint``: see check_invertibility."""
+    """All three checks; returns their measured errors by name.
+
+    ``hint``: the likely cause of a failed round trip (see :func:`check_invertibility`).
+    """
     out = {"invertibility": check_invertibility(layer, x, hint=hint, **kwargs)}
     if jacobian:  # first: its message names the likely cause of a wrong log-det
         out["logdet"] = check_logdet(layer, x, **kwargs)
@@ -271,9 +294,11 @@ def perturb_(module: torch.nn.Module, *, scale: float = 0.05, seed: int = 0) -> 
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in module.parameters():
-            p.add_(scale * torch.randn(p.shape, generator=g, dtype=torch.float64).to(p.device, p.dtype))
+            noise = torch.randn(p.shape, generator=g, dtype=torch.float64)
+            p.add_(scale * noise.to(p.device, p.dtype))
         for m in module.modules():
-            if isinstance(getattr(m, "initialized", None), torch.Tensor):  # ActNorm's data-dependent init
+            # ActNorm's data-dependent initialisation
+            if isinstance(getattr(m, "initialized", None), torch.Tensor):
                 m.initialized.fill_(True)
     return module
 

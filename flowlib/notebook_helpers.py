@@ -12,14 +12,16 @@ def fast_mode() -> bool:
 
     Fast mode only shortens training; it never changes what a check asserts.
     """
-    return os.environ.get("FLOWLIB_FAST", "") not in ("", "0") or bool(os.environ.get("NBGRADER_EXECUTION"))
+    fast = os.environ.get("FLOWLIB_FAST", "") not in ("", "0")
+    return fast or bool(os.environ.get("NBGRADER_EXECUTION"))
 
 
 def device(verbose: bool = True) -> torch.device:
     """CUDA when available, else the CPU; says which."""
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if verbose:
-        name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+        name = (torch.cuda.get_device_name(dev) if dev.type == "cuda"
+                else f"CPU ({torch.get_num_threads()} threads)")
         print(f"Using {dev.type}: {name}" + (" (fast mode)" if fast_mode() else ""))
     return dev
 
@@ -82,10 +84,12 @@ def _get(owner, name):
 
 @contextmanager
 def _swapped(targets, namespace, make):
-    saved = [(owner, name, _get(owner, name)) for target in targets for owner, name in _places(target, namespace)]
+    places = [place for target in targets for place in _places(target, namespace)]
+    saved = [(owner, name, _get(owner, name)) for owner, name in places]
     try:
-        for owner, name, old in saved:
-            _set(owner, name, make(getattr(owner, name) if not isinstance(owner, dict) else owner[name]))
+        for owner, name in places:
+            current = owner[name] if isinstance(owner, dict) else getattr(owner, name)
+            _set(owner, name, make(current))
         yield
     finally:
         for owner, name, old in reversed(saved):

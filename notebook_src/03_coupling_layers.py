@@ -659,6 +659,8 @@ with needs(YOUR_LAYERS):
         print(f"Loaded the pretrained checkpoint {PRETRAINED.name} ({info.get('step')} training steps) "
               f"into a flow made of your layers.")
     else:
+        if USE_PRETRAINED:
+            print(f"{PRETRAINED.name} is not shipped yet (flowlib.pretrained lists what is), so the flow trains here.")
         torch.manual_seed(0)
         size = dict(n_couplings=4, hidden=16) if FAST else dict(n_couplings=8, hidden=32)   # the UvA size
         flow = with_your_couplings(SimpleFlow(**size)).to(device)

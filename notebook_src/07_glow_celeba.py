@@ -93,7 +93,9 @@ plt.show()
 # * Otherwise it trains: on a GPU a Glow with $K = 16$ steps per level and width 256 for
 #   10,000 steps (our estimate: 20 to 40 minutes on one recent GPU, not timed on every
 #   card); on a CPU the command line's CelebA setting ($K = 8$, width 128) for 2,000 steps,
-#   about 12 minutes at about 180 images per second on two cores: blurry but face-like.
+#   blurry but face-like. The project's benchmark measured 69 training images per second for
+#   this model on an AMD EPYC 2-core CPU (`benchmarks/README.md`), so 2,000 steps of 64 images
+#   take about half an hour there; the progress bar shows the rate on yours.
 #   The run is kept under `~/.cache/flowlib/runs/` (`$FLOWLIB_CACHE/runs/`): running the
 #   cell again reloads it, and an interrupted run continues where it stopped.
 #

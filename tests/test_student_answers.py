@@ -6,7 +6,6 @@ too), and correct answers written another way, which must pass both the visible 
 hidden tests. Each notebook is executed once, in-process, in fast mode (see harness.py).
 """
 import pytest
-
 from student_answers import harness, nb01, nb02, nb03, nb04, nb05, nb06, nb07
 
 CASES = [case for module in (nb01, nb02, nb03, nb04, nb05, nb06, nb07) for case in module.CASES]
@@ -36,8 +35,12 @@ def test_student_answer(case, data_root):
 
 
 def test_every_graded_exercise_has_cases():
-    """At least five wrong answers and two correct ones for every graded exercise (20, one test cell each)."""
-    cells = [meta for path in sorted(harness.ROOT.glob("solutions/[0-9]*/*.ipynb")) for _, meta in harness._cells(path)]
+    """At least five wrong answers and two correct ones for every graded exercise.
+
+    The course has 20, each with one graded test cell.
+    """
+    paths = sorted(harness.ROOT.glob("solutions/[0-9]*/*.ipynb"))
+    cells = [meta for path in paths for _, meta in harness._cells(path)]
     exercises = [meta["grade_id"] for meta in cells if meta.get("solution")]
     graded = [meta["grade_id"] for meta in cells if meta.get("grade")]
     assert len(exercises) == len(graded) == 20, (exercises, graded)

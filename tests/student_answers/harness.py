@@ -26,7 +26,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
-SOLUTION_RE = re.compile(r"^([ \t]*)### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION\n?", re.M | re.S)
+SOLUTION_RE = re.compile(r"^([ \t]*)### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION\n?",
+                         re.MULTILINE | re.DOTALL)
 
 
 @dataclass
@@ -149,7 +150,7 @@ class NotebookSession:
                 elif current is not None:
                     current.between.append(source)
                 with contextlib.redirect_stdout(io.StringIO()):
-                    exec(compile(source, f"<{name}:{grade_id or 'cell'}>", "exec"), ns)
+                    exec(compile(source, f"<{name}:{grade_id or 'cell'}>", "exec"), ns)  # noqa: S102 - running notebook cells is the point
         finally:
             os.chdir(cwd)
         self.path = path
@@ -159,7 +160,7 @@ class NotebookSession:
         code = case.extra + "\n" + replace_regions(exercise.solution, case.regions)
         for part in [code, *exercise.between]:
             with contextlib.redirect_stdout(io.StringIO()):
-                exec(compile(part, f"<answer {case.id}>", "exec"), ns)
+                exec(compile(part, f"<answer {case.id}>", "exec"), ns)  # noqa: S102 - running notebook cells is the point
         return ns
 
     def run(self, case: Case, part: str) -> Result:
@@ -172,10 +173,11 @@ class NotebookSession:
         try:
             ns = self._prepare(exercise, case)
             with contextlib.redirect_stdout(out):
-                exec(compile(code, f"<{case.exercise} {part} tests>", "exec"), ns)
+                exec(compile(code, f"<{case.exercise} {part} tests>", "exec"), ns)  # noqa: S102 - running notebook cells is the point
         except Exception as err:  # noqa: BLE001 - every failure is a result here
             last = traceback.extract_tb(err.__traceback__)[-1]
-            return Result(False, f"{type(err).__name__}: {err} [line: {last.line}]", type(err).__name__)
+            name = type(err).__name__
+            return Result(False, f"{name}: {err} [line: {last.line}]", name)
         finally:
             os.chdir(cwd)
         return Result(True, out.getvalue())

@@ -1,4 +1,5 @@
 """Students' answers to notebook 01 (change of variables)."""
+# ruff: noqa: E501 (each answer is written on the lines a student would write it on)
 from .harness import Case
 
 PUSH = "nb01_pushforward"

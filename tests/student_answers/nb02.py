@@ -1,4 +1,5 @@
 """Students' answers to notebook 02 (dequantization, logit, bits per dimension)."""
+# ruff: noqa: E501 (each answer is written on the lines a student would write it on)
 from .harness import Case
 
 DEQ = "nb02_dequantize"

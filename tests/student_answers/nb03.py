@@ -1,4 +1,5 @@
 """Students' answers to notebook 03 (masks, bounded log-scale, affine coupling)."""
+# ruff: noqa: E501 (each answer is written on the lines a student would write it on)
 from .harness import Case
 
 MASK = "nb03_checkerboard_mask"

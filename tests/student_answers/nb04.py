@@ -1,4 +1,5 @@
 """Students' answers to notebook 04 (squeeze, split, the multi-scale flow)."""
+# ruff: noqa: E501 (each answer is written on the lines a student would write it on)
 from .harness import Case
 
 SQUEEZE = "nb04_squeeze"

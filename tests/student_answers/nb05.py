@@ -1,4 +1,5 @@
 """Students' answers to notebook 05 (ActNorm, the dense and the LU 1x1 convolution)."""
+# ruff: noqa: E501 (each answer is written on the lines a student would write it on)
 from .harness import Case
 
 ACTNORM = "nb05_actnorm"

@@ -1,4 +1,5 @@
 """Students' answers to notebook 06 (Glow's flow step, the multi-scale encoder, resampling a level)."""
+# ruff: noqa: E501 (each answer is written on the lines a student would write it on)
 from .harness import Case
 
 STEP = "nb06_flow_step"

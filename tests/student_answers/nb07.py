@@ -1,4 +1,5 @@
 """Students' answers to notebook 07 (an attribute direction in Glow's latent space, and using it)."""
+# ruff: noqa: E501 (each answer is written on the lines a student would write it on)
 from .harness import Case
 
 DIRECTION = "nb07_direction"
