@@ -667,7 +667,7 @@ for _shape, _dtype, _seed in [((1, 4, 4), torch.float64, 1), ((2, 8, 4), torch.f
 # * yours: the same multi-scale flow with your squeeze and your learned split prior.
 #
 # For each we measure the parameters, the training speed (images per second through forward
-# and backward) and the time to draw 64 samples (16 in fast mode), both always at the UvA
+# and backward) and the time to draw 64 samples (8 in fast mode), both always at the UvA
 # sizes so that the designs are compared and not the model sizes, and the bits per dimension
 # on test images.
 # What the next cell does:
@@ -713,10 +713,10 @@ def synchronize():
         torch.cuda.synchronize()
 
 
-N_SAMPLES = 16 if FAST else 64
+N_SAMPLES = 8 if FAST else 64
 
 
-def measure_speed(model, images, batch_size=16 if FAST else 64, repeats=2):
+def measure_speed(model, images, batch_size=8 if FAST else 64, repeats=2):
     """(training images per second, seconds to sample N_SAMPLES images): median of a few repeats."""
     x = images[:batch_size].to(device)
     model.train()

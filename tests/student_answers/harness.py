@@ -78,22 +78,28 @@ def _cells(path: Path):
         yield "".join(cell["source"]), meta
 
 
-def _quiet_display():
-    """Switch off pictures and widgets while a notebook runs here."""
+@contextlib.contextmanager
+def _notebook_environment(folder: Path):
+    """Fast mode, no pictures or widgets, the notebook's folder as cwd; all restored after."""
     import ipywidgets
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    def show(*args, **kwargs):
-        plt.close("all")
-
-    def interact(*args, **kwargs):
-        return (lambda f: f) if not args else None
-
-    plt.show = show
-    ipywidgets.interact = interact
-    return {"display": lambda *a, **k: None}
+    saved = (os.environ.get("FLOWLIB_FAST"), plt.show, ipywidgets.interact, os.getcwd())
+    os.environ["FLOWLIB_FAST"] = "1"
+    plt.show = lambda *args, **kwargs: plt.close("all")
+    ipywidgets.interact = lambda *args, **kwargs: (lambda f: f) if not args else None
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        fast, plt.show, ipywidgets.interact, cwd = saved
+        os.chdir(cwd)
+        if fast is None:
+            os.environ.pop("FLOWLIB_FAST", None)
+        else:
+            os.environ["FLOWLIB_FAST"] = fast
 
 
 def split_tests(source: str) -> tuple[str, str]:
@@ -128,18 +134,14 @@ class NotebookSession:
 
     def __init__(self, name: str):
         path = next(ROOT.glob(f"solutions/{name}*/*.ipynb"))
-        os.environ.setdefault("FLOWLIB_FAST", "1")
-        extra = _quiet_display()
+        self.path = path
         self.exercises: dict[str, Exercise] = {}
-        ns: dict = {"__name__": "__main__", **extra}
+        ns: dict = {"__name__": "__main__", "display": lambda *args, **kwargs: None}
         cells = list(_cells(path))
         last = max(i for i, (_, meta) in enumerate(cells) if meta.get("grade"))
-        cells = cells[:last + 1]   # what follows the last test cell is not needed here
         current = None
-        cwd = os.getcwd()
-        os.chdir(path.parent)   # as under nbval and nbgrader
-        try:
-            for source, meta in cells:
+        with _notebook_environment(path.parent):
+            for source, meta in cells[:last + 1]:   # what follows the last test cell is not needed
                 grade_id = meta.get("grade_id", "")
                 if meta.get("solution"):
                     current = Exercise(source, [], "", "", snapshot=dict(ns))
@@ -150,10 +152,7 @@ class NotebookSession:
                 elif current is not None:
                     current.between.append(source)
                 with contextlib.redirect_stdout(io.StringIO()):
-                    exec(compile(source, f"<{name}:{grade_id or 'cell'}>", "exec"), ns)  # noqa: S102 - running notebook cells is the point
-        finally:
-            os.chdir(cwd)
-        self.path = path
+                    exec(compile(source, f"<{name}:{grade_id or 'cell'}>", "exec"), ns)  # noqa: S102
 
     def _prepare(self, exercise: Exercise, case: Case) -> dict:
         ns = dict(exercise.snapshot)
@@ -168,18 +167,15 @@ class NotebookSession:
         exercise = self.exercises[case.exercise]
         code = exercise.visible if part == "visible" else exercise.hidden
         out = io.StringIO()
-        cwd = os.getcwd()
-        os.chdir(self.path.parent)
         try:
-            ns = self._prepare(exercise, case)
-            with contextlib.redirect_stdout(out):
-                exec(compile(code, f"<{case.exercise} {part} tests>", "exec"), ns)  # noqa: S102 - running notebook cells is the point
+            with _notebook_environment(self.path.parent):
+                ns = self._prepare(exercise, case)
+                with contextlib.redirect_stdout(out):
+                    exec(compile(code, f"<{case.exercise} {part} tests>", "exec"), ns)  # noqa: S102
         except Exception as err:  # noqa: BLE001 - every failure is a result here
             last = traceback.extract_tb(err.__traceback__)[-1]
             name = type(err).__name__
             return Result(False, f"{name}: {err} [line: {last.line}]", name)
-        finally:
-            os.chdir(cwd)
         return Result(True, out.getvalue())
 
 
