@@ -7,8 +7,8 @@ evaluates ``inverse``; we name the directions after the data, as Glow and nflows
 """
 
 from . import checks, layers, metrics, models
-from .course import fast_mode  # noqa: F401
 from .models import Glow, MultiscaleFlow, SimpleFlow
+from .notebook_helpers import fast_mode  # noqa: F401
 
 __version__ = "0.1.0"
 __all__ = ["Glow", "MultiscaleFlow", "SimpleFlow", "checks", "layers", "metrics", "models"]

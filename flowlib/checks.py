@@ -13,7 +13,6 @@ expected value (it raises :class:`FlowCheckError` too, naming the likely mistake
 :func:`perturb_` moves a freshly built (near-identity) flow away from the identity so that
 the checks can tell right from wrong.
 """
-
 from __future__ import annotations
 
 import math
@@ -21,12 +20,13 @@ import math
 import torch
 
 __all__ = [
+    "INVERTIBILITY_HINT",
     "FlowCheckError",
     "check_close",
+    "check_flow",
     "check_invertibility",
     "check_logdet",
     "check_logdet_consistency",
-    "check_flow",
     "flat_model_flow",
     "jacobian_logdet",
     "perturb_",
@@ -64,15 +64,13 @@ def _call(fn, x, direction: str, **kwargs):
             f"`logdet = log_s.flatten(1).sum(1)`."
         )
     if not torch.isfinite(logdet).all():
-        raise FlowCheckError(
-            f"{direction}: logdet contains NaN or inf: {logdet}. Look for log(0) or exp overflow."
-        )
+        raise FlowCheckError(f"{direction}: logdet contains NaN or inf: {logdet}. "
+                             f"Look for log(0) or exp overflow.")
     return y, logdet
 
 
-def check_close(
-    ours, true, what: str, wrong_answers=(), nan_hint: str | None = None, rtol: float = 1e-6
-) -> float:
+def check_close(ours, true, what: str, wrong_answers=(), nan_hint: str | None = None,
+                rtol: float = 1e-6) -> float:
     """``ours`` must be a tensor of ``true``'s shape and values; returns the largest difference.
 
     Compared in float64 with tolerance ``rtol * (1 + max|true|)``. ``wrong_answers`` holds
@@ -85,8 +83,7 @@ def check_close(
         raise FlowCheckError(f"{what}: expected a torch.Tensor, got {type(ours).__name__}.")
     if ours.shape != true.shape:
         raise FlowCheckError(
-            f"{what}: expected shape {tuple(true.shape)}, got {tuple(ours.shape)}."
-        )
+            f"{what}: expected shape {tuple(true.shape)}, got {tuple(ours.shape)}.")
     ours_d, true_d = ours.detach().double().cpu(), true.detach().double().cpu()
     if torch.isnan(ours_d).any() and nan_hint:
         raise FlowCheckError(f"{what} contains NaN. Likely cause: {nan_hint}.")
@@ -96,26 +93,35 @@ def check_close(
         return err
     for hint, wrong in wrong_answers:
         wrong = torch.as_tensor(wrong).detach().double().cpu()
-        if wrong.shape == ours_d.shape and torch.allclose(
-            ours_d, wrong, rtol=0, atol=tol, equal_nan=True
-        ):
+        same = wrong.shape == ours_d.shape
+        if same and torch.allclose(ours_d, wrong, rtol=0, atol=tol, equal_nan=True):
             off = f" (off by up to {err:.3g})" if math.isfinite(err) else ""
             raise FlowCheckError(f"{what} is wrong{off}. Likely cause: {hint}.")
-    raise FlowCheckError(
-        f"{what} is wrong: off by up to {err:.3g} (tolerance {tol:.1g}). "
-        f"First values: yours {ours_d.flatten()[:4].tolist()}, "
-        f"expected {true_d.flatten()[:4].tolist()}."
-    )
+    raise FlowCheckError(f"{what} is wrong: off by up to {err:.3g} (tolerance {tol:.1g}). "
+                         f"First values: yours {ours_d.flatten()[:4].tolist()}, "
+                         f"expected {true_d.flatten()[:4].tolist()}.")
 
 
 def _tolerance(dtype: torch.dtype, tol64: float, tol32: float) -> float:
     return tol64 if dtype == torch.float64 else tol32
 
 
-def check_invertibility(layer, x: torch.Tensor, atol: float | None = None, **kwargs) -> float:
+INVERTIBILITY_HINT = (
+    "inverse must undo forward's steps in reverse order, each with its own inverse and the same "
+    "parameters: the step forward does last, inverse undoes first (forward z = x * exp(s) + t "
+    "needs x = (z - t) * exp(-s); forward z = (x + t) * exp(s) needs x = z * exp(-s) - t), and "
+    "whatever forward computes from a part it leaves unchanged (a coupling's s and t, a prior's "
+    "mean and scale) inverse must recompute from that same part; for a linear map, multiply by "
+    "the inverse matrix")
+
+
+def check_invertibility(layer, x: torch.Tensor, atol: float | None = None, *,
+                        hint: str | None = None, **kwargs) -> float:
     """``inverse(forward(x))`` must give back ``x``. Returns the largest error.
 
-    Default tolerance: 1e-10 in float64, 1e-5 in float32 (times max(1, |x|)).
+    Default tolerance: 1e-10 in float64, 1e-5 in float32 (times max(1, |x|)). ``hint`` is the
+    likely cause named when the round trip fails (default: :data:`INVERTIBILITY_HINT`, which
+    holds for any layer); a notebook passes one that fits its layer.
     """
     fwd, inv = _directions(layer)
     z, _ = _call(fwd, x, "forward", **kwargs)
@@ -126,24 +132,17 @@ def check_invertibility(layer, x: torch.Tensor, atol: float | None = None, **kwa
         )
     x_rec, _ = _call(inv, z, "inverse", **kwargs)
     if x_rec.shape != x.shape:
-        raise FlowCheckError(
-            f"inverse(forward(x)) has shape {tuple(x_rec.shape)}, expected {tuple(x.shape)}."
-        )
+        raise FlowCheckError(f"inverse(forward(x)) has shape {tuple(x_rec.shape)}, "
+                             f"expected {tuple(x.shape)}.")
     err = (x_rec.to(x.dtype) - x).abs().max().item()
     scale = max(1.0, x.abs().max().item())
     atol = atol if atol is not None else _tolerance(x.dtype, 1e-10, 1e-5) * scale
     if not err <= atol:
-        hint = (
-            "inverse returns its input unchanged: it is not implemented yet or does nothing"
-            if torch.equal(x_rec, z) and not torch.equal(z, x)
-            else "inverse must undo forward's operations in reverse order with the same "
-            "parameters (for an affine coupling: first divide by exp(log_s), then "
-            "subtract t, with log_s and t computed from the unchanged half exactly as "
-            "in forward; for a linear map: multiply by the inverse matrix)"
-        )
+        if torch.equal(x_rec, z) and not torch.equal(z, x):
+            hint = "inverse returns its input unchanged: it is not implemented yet or does nothing"
         raise FlowCheckError(
             f"Not invertible: inverse(forward(x)) differs from x by up to {err:.3g} "
-            f"(tolerance {atol:.1g}, {x.dtype}). Likely cause: {hint}."
+            f"(tolerance {atol:.1g}, {x.dtype}). Likely cause: {hint or INVERTIBILITY_HINT}."
         )
     return err
 
@@ -152,57 +151,60 @@ def jacobian_logdet(fn, x: torch.Tensor, **kwargs) -> torch.Tensor:
     """log|det J| of ``fn`` at each sample of ``x`` from the autograd Jacobian (small inputs)."""
     out = []
     for i, xi in enumerate(x):
-        sample_kwargs = {
-            k: (w[i : i + 1] if isinstance(w, torch.Tensor) and len(w) == len(x) else w)
-            for k, w in kwargs.items()
-        }
+        sample_kwargs = {k: (w[i:i + 1] if isinstance(w, torch.Tensor) and len(w) == len(x) else w)
+                         for k, w in kwargs.items()}
 
-        def f(v):
+        def f(v, sample_kwargs=sample_kwargs):
             z, _ = fn(v[None], **sample_kwargs)
             return z.reshape(-1)
-
         jac = torch.autograd.functional.jacobian(f, xi.detach())
         out.append(torch.linalg.slogdet(jac.reshape(xi.numel(), xi.numel()))[1])
     return torch.stack(out)
+
+
+def _dequantization_constant(c: float, d: int) -> str | None:
+    for bits in range(1, 9):
+        if abs(abs(c) - d * bits * math.log(2)) <= 1e-4 * d:
+            which = "missing" if c > 0 else "counted twice"
+            return (f"it is off by {c:.4g} = {'-' if c < 0 else ''}D*log({2 ** bits}) with D={d}: "
+                    f"the dequantization scaling term -D*log(n_bins) is {which}")
+    return None
 
 
 def _diagnose_logdet(ours: torch.Tensor, true: torch.Tensor, d: int) -> str:
     diff = ours - true
     scale = 1e-6 * (1 + true.abs().max().item())
     if true.abs().max() > 1e-6 and (ours + true).abs().max() <= scale:
-        return (
-            "it has the wrong sign: forward must return log|det dz/dx| "
-            "(for z = x * exp(s) that is +sum(s)), the inverse its negative"
-        )
-    if len(diff) > 1 and (diff - diff.mean()).abs().max() <= scale or len(diff) == 1:
-        c = diff.mean().item()
-        for bits in range(1, 9):
-            if abs(abs(c) - d * bits * math.log(2)) <= 1e-4 * d:
-                which = "missing" if c > 0 else "counted twice"
-                return (
-                    f"it is off by the constant {c:.4g} = {'-' if c < 0 else ''}D*log({2**bits}) "
-                    f"with D={d}: the dequantization scaling term -D*log(n_bins) is {which}"
-                )
-        if abs(c) > 0 and (ours.abs().max() < 1e-12):
-            return "it is zero, but this map changes volume: sum the log-scales"
-        return (
-            f"it is off by the same constant {c:.4g} for every sample ({c / d:.4g} per "
-            f"dimension): a term that does not depend on the input is missing or extra"
-        )
-    nonzero = true.abs() > 1e-6
-    if nonzero.all():
-        ratio = ours / true
-        if (ratio - ratio.mean()).abs().max() <= 1e-6 * ratio.abs().mean():
-            r = ratio.mean().item()
-            return (
-                f"it is {r:.4g} times the true value: a term applied at every position "
-                f"(for a 1x1 convolution, height*width) is scaled wrongly"
-            )
-    return (
-        "it differs per sample: check which entries you sum (only the transformed "
-        "entries contribute log|scale|) and that logdet is computed from the same "
-        "scale you apply"
-    )
+        return ("it has the wrong sign: forward must return log|det dz/dx| "
+                "(for z = x * exp(s) that is +sum(s)), the inverse its negative")
+    constant = (diff - diff.mean()).abs().max() <= scale
+    c = diff.mean().item()
+    if constant and _dequantization_constant(c, d):
+        return _dequantization_constant(c, d)
+    if ours.abs().max() < 1e-12 and true.abs().max() > 1e-6:
+        return "it is zero, but this map changes volume: sum the log-scales"
+    ratio = None
+    if (true.abs() > 1e-6).all():
+        r = ours / true
+        if (r - r.mean()).abs().max() <= 1e-6 * r.abs().mean():
+            ratio = r.mean().item()
+    scaled = (f"{ratio:.4g} times the true value: a term applied at every position (for a 1x1 "
+              f"convolution, height*width) is scaled wrongly") if ratio is not None else None
+    if len(diff) == 1:
+        times = f" ({ratio:.4g} times the true value)" if ratio is not None else ""
+        return (f"it is off by {c:.4g}{times} on this one sample (one sample cannot tell a "
+                f"constant offset from an error that depends on the input): check which entries "
+                f"you sum, every term's sign, and that logdet comes from the same scales you apply")
+    if constant:
+        also = (f"; or, since the true log-det is the same for every sample here, it is {scaled}"
+                if scaled else "")
+        return (f"it is off by the same constant {c:.4g} for every sample ({c / d:.4g} per "
+                f"dimension): a term that does not depend on the input is missing or extra{also}")
+    if scaled:
+        return f"it is {scaled}, for every sample"
+    return ("it differs per sample: check which entries you sum (only the transformed "
+            "entries contribute log|scale|) and that logdet is computed from the same "
+            "scale you apply")
 
 
 def check_logdet(layer, x: torch.Tensor, atol: float | None = None, **kwargs) -> float:
@@ -215,11 +217,8 @@ def check_logdet(layer, x: torch.Tensor, atol: float | None = None, **kwargs) ->
     _, ours = _call(fwd, x, "forward", **kwargs)
     true = jacobian_logdet(fwd, x, **kwargs).to(ours.dtype)
     err = (ours - true).abs().max().item()
-    atol = (
-        atol
-        if atol is not None
-        else _tolerance(x.dtype, 1e-8, 1e-3) * max(1.0, true.abs().max().item() / 100)
-    )
+    if atol is None:
+        atol = _tolerance(x.dtype, 1e-8, 1e-3) * max(1.0, true.abs().max().item() / 100)
     if not err <= atol:
         raise FlowCheckError(
             f"Wrong log-determinant: forward returned {_fmt(ours)} but the Jacobian gives "
@@ -249,9 +248,13 @@ def check_logdet_consistency(layer, x: torch.Tensor, atol: float | None = None, 
     return err
 
 
-def check_flow(layer, x: torch.Tensor, jacobian: bool = True, **kwargs) -> dict[str, float]:
-    """All three checks; returns their measured errors by name."""
-    out = {"invertibility": check_invertibility(layer, x, **kwargs)}
+def check_flow(layer, x: torch.Tensor, jacobian: bool = True, *, hint: str | None = None,
+               **kwargs) -> dict[str, float]:
+    """All three checks; returns their measured errors by name.
+
+    ``hint``: the likely cause of a failed round trip (see :func:`check_invertibility`).
+    """
+    out = {"invertibility": check_invertibility(layer, x, hint=hint, **kwargs)}
     if jacobian:  # first: its message names the likely cause of a wrong log-det
         out["logdet"] = check_logdet(layer, x, **kwargs)
     out["consistency"] = check_logdet_consistency(layer, x, **kwargs)
@@ -291,13 +294,11 @@ def perturb_(module: torch.nn.Module, *, scale: float = 0.05, seed: int = 0) -> 
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in module.parameters():
-            p.add_(
-                scale * torch.randn(p.shape, generator=g, dtype=torch.float64).to(p.device, p.dtype)
-            )
+            noise = torch.randn(p.shape, generator=g, dtype=torch.float64)
+            p.add_(scale * noise.to(p.device, p.dtype))
         for m in module.modules():
-            if isinstance(
-                getattr(m, "initialized", None), torch.Tensor
-            ):  # ActNorm's data-dependent init
+            # ActNorm's data-dependent initialisation
+            if isinstance(getattr(m, "initialized", None), torch.Tensor):
                 m.initialized.fill_(True)
     return module
 

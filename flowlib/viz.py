@@ -1,6 +1,5 @@
 """Pictures of images: grids of samples, reconstructions and interpolations, saved as PNG,
 drawn with matplotlib or as PNG bytes for an image widget."""
-
 from __future__ import annotations
 
 import io
@@ -11,9 +10,8 @@ import numpy as np
 import torch
 
 
-def make_grid(
-    images, n_bits: int = 8, nrow: int | None = None, padding: int = 2, pad_value: int = 128
-) -> np.ndarray:
+def make_grid(images, n_bits: int = 8, nrow: int | None = None, padding: int = 2,
+              pad_value: int = 128) -> np.ndarray:
     """Tile integer images into one ``uint8`` picture of shape (H, W, C), C = 1 or 3.
 
     ``images``: (N, C, H, W) tensor or array of integer values in ``0..2**n_bits - 1``
@@ -21,25 +19,23 @@ def make_grid(
     ``nrow`` per row (default: a square-ish grid) with ``padding`` pixels of gray
     ``pad_value`` between them (gray stays visible on MNIST's black background).
     """
-    x = (
-        images.detach().cpu().float().numpy()
-        if isinstance(images, torch.Tensor)
-        else np.asarray(images, float)
-    )
+    if isinstance(images, torch.Tensor):
+        x = images.detach().cpu().float().numpy()
+    else:
+        x = np.asarray(images, float)
     if x.ndim != 4 or x.shape[1] not in (1, 3):
         raise ValueError(f"make_grid expects images of shape (N, 1 or 3, H, W), got {x.shape}.")
     n, c, h, w = x.shape
     nrow = nrow or max(1, math.ceil(math.sqrt(n)))
     rows = math.ceil(n / nrow)
-    levels = 2**n_bits - 1
+    levels = 2 ** n_bits - 1
     x = np.clip(np.rint(x * (255.0 / levels)), 0, 255).astype(np.uint8)
-    grid = np.full(
-        (padding + rows * (h + padding), padding + nrow * (w + padding), c), pad_value, np.uint8
-    )
+    shape = (padding + rows * (h + padding), padding + nrow * (w + padding), c)
+    grid = np.full(shape, pad_value, np.uint8)
     for i in range(n):
         r, col = divmod(i, nrow)
         top, left = padding + r * (h + padding), padding + col * (w + padding)
-        grid[top : top + h, left : left + w] = x[i].transpose(1, 2, 0)
+        grid[top:top + h, left:left + w] = x[i].transpose(1, 2, 0)
     return grid
 
 
@@ -62,14 +58,8 @@ def save_grid(images, path, n_bits: int = 8, nrow: int | None = None) -> Path:
     return path
 
 
-def show_grid(
-    images,
-    n_bits: int = 8,
-    nrow: int | None = None,
-    title: str | None = None,
-    ax=None,
-    zoom: float = 1.0,
-):
+def show_grid(images, n_bits: int = 8, nrow: int | None = None, title: str | None = None, ax=None,
+              zoom: float = 1.0):
     """Draw :func:`make_grid` of ``images`` with matplotlib, without axes; returns the axes.
 
     Without ``ax`` it opens a figure of 50 grid pixels per inch, times ``zoom``.
@@ -88,7 +78,10 @@ def show_grid(
 
 
 def grid_png(images, n_bits: int = 8, nrow: int | None = None, zoom: int = 3) -> bytes:
-    """PNG bytes of :func:`make_grid` of ``images``, enlarged ``zoom`` times (for ``ipywidgets.Image``)."""
+    """PNG bytes of :func:`make_grid` of ``images``, enlarged ``zoom`` times.
+
+    For ``ipywidgets.Image``.
+    """
     from PIL import Image
 
     picture = _picture(make_grid(images, n_bits=n_bits, nrow=nrow))
@@ -98,15 +91,8 @@ def grid_png(images, n_bits: int = 8, nrow: int | None = None, zoom: int = 3) ->
     return buffer.getvalue()
 
 
-def temperature_widget(
-    model,
-    n: int = 25,
-    nrow: int | None = None,
-    seed: int = 0,
-    value: float = 0.7,
-    max_temperature: float = 1.5,
-    zoom: int = 3,
-):
+def temperature_widget(model, n: int = 25, nrow: int | None = None, seed: int = 0,
+                       value: float = 0.7, max_temperature: float = 1.5, zoom: int = 3):
     """A temperature slider over ``n`` samples of ``model``, as an ``ipywidgets.VBox`` to display.
 
     The latents ``eps`` are drawn once (N(0, I) in each of ``model.latent_shapes``, from
@@ -124,15 +110,9 @@ def temperature_widget(
             images = model.decode([(temperature * e).to(param.device, param.dtype) for e in eps])
         return grid_png(images, n_bits=model.n_bits, nrow=nrow, zoom=zoom)
 
-    slider = widgets.FloatSlider(
-        value=value,
-        min=0.0,
-        max=max_temperature,
-        step=0.05,
-        description="temperature",
-        continuous_update=False,
-        readout_format=".2f",
-    )
+    slider = widgets.FloatSlider(value=value, min=0.0, max=max_temperature, step=0.05,
+                                 description="temperature", continuous_update=False,
+                                 readout_format=".2f")
     image = widgets.Image(value=render(value), format="png")
     slider.observe(lambda change: setattr(image, "value", render(change["new"])), names="value")
     return widgets.VBox([slider, image])

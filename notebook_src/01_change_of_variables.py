@@ -39,13 +39,13 @@ from ipywidgets import FloatSlider, interact
 from torch import nn
 
 import flowlib
-import flowlib.course
+import flowlib.notebook_helpers
 from flowlib import checks
 from flowlib.checks import check_close
-from flowlib.course import needs, passed
+from flowlib.notebook_helpers import needs, passed
 
-FAST = flowlib.course.fast_mode()
-device = flowlib.course.device()  # everything in this notebook is tiny: the CPU is plenty
+FAST = flowlib.notebook_helpers.fast_mode()
+device = flowlib.notebook_helpers.device()  # everything in this notebook is tiny: the CPU is plenty
 torch.manual_seed(0)
 normal = torch.distributions.Normal(0.0, 1.0)  # the base distribution p_Z
 
@@ -169,6 +169,8 @@ check_close(ours, torch.distributions.Normal(1.0, 2.0).log_prob(x), "log p_X for
     ("the log|f'(x)| term has the wrong sign: add it, do not subtract it", normal.log_prob(f(x)) + math.log(2)),
     ("log p_Z is evaluated at x instead of at z = f(x)", normal.log_prob(x) + math.log(0.5)),
     ("f'(x) is used without the log: add log|f'(x)|", normal.log_prob(f(x)) + 0.5),
+    ("it is the density p_X(x), not its log: work in logs, log p_Z(f(x)) + log|f'(x)|",
+     torch.distributions.Normal(1.0, 2.0).log_prob(x).exp()),
 ])
 
 # (b) A decreasing, nonlinear map f(x) = -x^3 - x: the density must still integrate to 1.
@@ -405,7 +407,9 @@ x = torch.randn(5, 3, dtype=torch.float64)
 with needs("Exercise 1.2 (ElementwiseAffine)"):
     z, logdet = layer(x)
     # invertibility, forward/inverse log-dets cancel, log-det equals autograd's
-    checks.check_flow(layer, x)
+    checks.check_flow(layer, x, hint=(
+        "inverse must undo z = x * exp(log_scale) + shift step by step, last step first: "
+        "first subtract the shift, then divide by exp(log_scale), x = (z - shift) * exp(-log_scale)"))
 check_close(z, x * torch.exp(layer.log_scale) + layer.shift, "forward's z", [
     ("forward computes the inverse map: forward is data -> latent, z = x * exp(log_scale) + shift",
      (x - layer.shift) * torch.exp(-layer.log_scale))])
@@ -442,11 +446,13 @@ for _shape, _dtype, _batch, _seed in [((1, 4, 4), _torch.float64, 3, 1), ((2, 3)
     _x = _torch.randn((_batch, *_shape), generator=_g).to(_dtype)
     _checks.check_flow(_layer, _x)
     _z, _ld = _layer(_x)
-    assert _torch.allclose(_z, _x * _layer.log_scale.exp() + _layer.shift, atol=1e-5), "forward value"
+    _want = (_x * _layer.log_scale.exp() + _layer.shift).double()
+    assert _torch.allclose(_z.double(), _want, atol=1e-5), "forward value"
     assert _ld.shape == (_batch,), "logdet shape"
-    assert _torch.allclose(_ld, _layer.log_scale.sum().expand(_batch), atol=1e-5), "forward logdet value"
+    _true_ld = _layer.log_scale.detach().double().sum().expand(_batch)
+    assert _torch.allclose(_ld.double(), _true_ld, atol=1e-5), "forward logdet value"
     _xr, _ldi = _layer.inverse(_z)
-    assert _torch.allclose(_ldi, -_ld, atol=1e-5), "inverse logdet value"
+    assert _torch.allclose(_ldi.double(), -_ld.double(), atol=1e-5), "inverse logdet value"
     _layer.zero_grad()
     assert _ld.requires_grad and _ldi.requires_grad, "gradient"
     (_ld.sum() + _ldi.pow(2).sum()).backward()

@@ -39,7 +39,7 @@ from IPython.display import display
 import flowlib
 from flowlib import checks
 from flowlib.checks import perturb_
-from flowlib.course import fast_mode, needs, passed
+from flowlib.notebook_helpers import fast_mode, needs, passed
 from flowlib.data import CelebA, default_cache_dir, repo_data_dir
 from flowlib.metrics import evaluate_bpd
 from flowlib.models import Glow
@@ -47,7 +47,7 @@ from flowlib.train import TrainConfig, load_checkpoint, train
 from flowlib.viz import grid_png, show_grid, temperature_widget
 
 FAST = fast_mode()
-device = flowlib.course.device()
+device = flowlib.notebook_helpers.device()
 torch.manual_seed(0)
 
 # %% [readonly] nb07_helpers
@@ -93,7 +93,9 @@ plt.show()
 # * Otherwise it trains: on a GPU a Glow with $K = 16$ steps per level and width 256 for
 #   10,000 steps (our estimate: 20 to 40 minutes on one recent GPU, not timed on every
 #   card); on a CPU the command line's CelebA setting ($K = 8$, width 128) for 2,000 steps,
-#   about 12 minutes at about 180 images per second on two cores: blurry but face-like.
+#   blurry but face-like. The project's benchmark measured 69 training images per second for
+#   this model on an AMD EPYC 2-core CPU (`benchmarks/README.md`), so 2,000 steps of 64 images
+#   take about half an hour there; the progress bar shows the rate on yours.
 #   The run is kept under `~/.cache/flowlib/runs/` (`$FLOWLIB_CACHE/runs/`): running the
 #   cell again reloads it, and an interrupted run continues where it stopped.
 #
@@ -235,16 +237,22 @@ def attribute_direction(z, has_attribute):
     ### END SOLUTION
 
 # %% [tests] nb07_direction_tests points=2
-z = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 8.0], [7.0, 0.0]])
+z = torch.tensor([[1.0, 2.0, 0.0], [3.0, 4.0, 1.0], [5.0, 8.0, 2.0], [7.0, 0.0, 5.0]])
 labels = torch.tensor([1, 0, 1, 0])
 d = attribute_direction(z, labels)
-expected = torch.tensor([3.0 - 5.0, 5.0 - 2.0])     # rows 0 and 2 have it, rows 1 and 3 do not
-assert isinstance(d, torch.Tensor) and d.shape == (2,), (
-    f"return one number per latent dimension, shape (2,), got "
+expected = torch.tensor([3.0 - 5.0, 5.0 - 2.0, 1.0 - 3.0])     # rows 0 and 2 have it, rows 1 and 3 do not
+assert isinstance(d, torch.Tensor) and d.shape == (3,), (
+    f"return one number per latent dimension, shape (3,), got "
     f"{tuple(d.shape) if isinstance(d, torch.Tensor) else type(d).__name__}: average over the rows (dim=0).")
 assert not torch.allclose(d, -expected), "wrong sign: the mean WITH the attribute minus the mean WITHOUT it."
+index_mistake = z[labels].mean(dim=0) - z[1 - labels].mean(dim=0)     # 0/1 labels used as row numbers
+assert not torch.allclose(d, index_mistake), (
+    "has_attribute holds 0/1 integers, and z[has_attribute] picks rows number 0 and 1, not the rows with the "
+    "attribute: turn the labels into a mask first, mask = has_attribute.bool(), then z[mask] and z[~mask].")
 assert torch.allclose(d, expected), f"expected {expected.tolist()}, got {d.tolist()}: average each group separately."
 assert torch.allclose(attribute_direction(z, labels.bool()), expected), "boolean labels must work too."
+d64 = attribute_direction(z.double(), labels)
+assert d64.dtype == torch.float64, f"for float64 latents the direction is {d64.dtype}: return a tensor of z's dtype."
 assert torch.equal(labels, torch.tensor([1, 0, 1, 0])) and z[0, 0] == 1.0, "do not change the inputs."
 unbalanced = attribute_direction(torch.tensor([[0.0], [0.0], [0.0], [4.0]]), torch.tensor([0, 0, 0, 1]))
 assert torch.allclose(unbalanced, torch.tensor([4.0])), (
@@ -262,9 +270,9 @@ for _n, _dim, _dtype, _as_bool in [(50, 12, torch.float64, False), (7, 3072, tor
     _w = _lab.to(torch.float64)
     _exp = (_w @ _z.double()) / _w.sum() - ((1 - _w) @ _z.double()) / (1 - _w).sum()
     _d = attribute_direction(_z, _lab)
-    assert _d.shape == (_dim,) and _d.dtype == _dtype
-    assert torch.allclose(_d.double(), _exp, atol=1e-5 if _dtype == torch.float32 else 1e-12)
-    assert torch.equal(_z, _zc) and torch.equal(_lab, _lc)
+    assert _d.shape == (_dim,) and _d.dtype == _dtype, "hidden: shape and dtype"
+    assert torch.allclose(_d.double(), _exp, atol=1e-5 if _dtype == torch.float32 else 1e-12), "hidden: values"
+    assert torch.equal(_z, _zc) and torch.equal(_lab, _lc), "hidden: inputs unchanged"
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -354,10 +362,10 @@ for _seed, _shape, _L, _n, _alpha in [(41, (3, 16, 16), 3, 2, -1.3), (42, (3, 8,
         _out = apply_direction(_m, _lat, _dir, _alpha)
         _flat = torch.cat([t.flatten(1) for t in _keep], 1) + _alpha * _dir
         _ref = _m.dequantize.inverse(_checks.flat_model_flow(_m)[1](_flat)[0])[0]
-        assert _out.shape == _x.shape
-        assert (_out != _ref).double().mean().item() < 1e-3
-        assert all(torch.equal(a, b) for a, b in zip(_lat, _keep))
-        assert torch.equal(apply_direction(_m, _lat, _dir, 0.0), _x.double())
+        assert _out.shape == _x.shape, "hidden: shape"
+        assert (_out != _ref).double().mean().item() < 1e-3, "hidden: edited images"
+        assert all(torch.equal(a, b) for a, b in zip(_lat, _keep)), "hidden: latents unchanged"
+        assert torch.equal(apply_direction(_m, _lat, _dir, 0.0), _x.double()), "hidden: alpha = 0"
 ### END HIDDEN TESTS
 
 # %% [markdown]

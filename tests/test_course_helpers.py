@@ -1,7 +1,9 @@
-"""The helpers the notebooks share: ``flowlib.checks.check_close`` (every message path),
-``flowlib.checks.perturb_``, and the pictures of ``flowlib.viz`` (``show_grid``, ``grid_png``,
+"""The helpers the notebooks share: ``flowlib.checks.check_close`` (every message path), the
+shared checks' hints, ``flowlib.checks.perturb_``, ``flowlib.notebook_helpers`` (``refusing``,
+``recording``) and the pictures of ``flowlib.viz`` (``show_grid``, ``grid_png``,
 ``temperature_widget``)."""
 import io
+import math
 import os
 import subprocess
 import sys
@@ -10,16 +12,25 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from PIL import Image
 
-from flowlib.checks import FlowCheckError, check_close, perturb_  # noqa: E402
-from flowlib.layers import ActNorm, FlowSequential  # noqa: E402
-from flowlib.models import Glow  # noqa: E402
-from flowlib.viz import grid_png, make_grid, show_grid, temperature_widget  # noqa: E402
+import flowlib.layers
+from flowlib import notebook_helpers
+from flowlib.checks import (
+    INVERTIBILITY_HINT,
+    FlowCheckError,
+    check_close,
+    check_invertibility,
+    check_logdet,
+    perturb_,
+)
+from flowlib.layers import ActNorm, FlowSequential
+from flowlib.models import Glow
+from flowlib.viz import grid_png, make_grid, show_grid, temperature_widget
 
 ROOT = Path(__file__).resolve().parents[1]
 TRUE = torch.tensor([1.0, -2.0, 3.0, 0.5, 7.0], dtype=torch.float64)
@@ -57,7 +68,8 @@ def test_wrong_shape():
 def test_nan_with_a_hint():
     ours = TRUE.clone()
     ours[2] = float("nan")
-    with pytest.raises(FlowCheckError, match=r"^log p contains NaN\. Likely cause: log of a negative number\.$"):
+    message = r"^log p contains NaN\. Likely cause: log of a negative number\.$"
+    with pytest.raises(FlowCheckError, match=message):
         check_close(ours, TRUE, "log p", nan_hint="log of a negative number")
 
 
@@ -72,8 +84,9 @@ def test_a_matched_wrong_answer_gives_its_hint():
     wrong_answers = [("the sign is wrong", -TRUE), ("the logdet is averaged", TRUE / 5)]
     with pytest.raises(FlowCheckError) as info:
         check_close(TRUE / 5, TRUE, "forward's logdet", wrong_answers)
-    assert str(info.value) == "forward's logdet is wrong (off by up to 5.6). Likely cause: the logdet is averaged."
-    # the first matching hint wins; values the hints do not match fall through to the generic message
+    assert str(info.value) == ("forward's logdet is wrong (off by up to 5.6). "
+                               "Likely cause: the logdet is averaged.")
+    # the first matching hint wins; values the hints do not match fall through to the generic one
     with pytest.raises(FlowCheckError, match="Likely cause: the sign is wrong"):
         check_close(-TRUE, TRUE, "forward's logdet", wrong_answers + [("also negative", -TRUE)])
 
@@ -84,7 +97,8 @@ def test_a_wrong_answer_of_another_shape_or_with_nan_is_matched_only_exactly():
     hint = [("a NaN where the mistake makes one", ours.clone()), ("other shape", TRUE[:2])]
     with pytest.raises(FlowCheckError) as info:
         check_close(ours, TRUE, "z", hint)
-    assert str(info.value) == "z is wrong. Likely cause: a NaN where the mistake makes one."   # no "off by nan"
+    # no "off by nan"
+    assert str(info.value) == "z is wrong. Likely cause: a NaN where the mistake makes one."
 
 
 def test_generic_mismatch_says_by_how_much_and_shows_values():
@@ -114,10 +128,98 @@ def test_reloading_the_checks_undoes_a_monkeypatch():
             "except AssertionError as e:\n"
             "    print('caught:', e)\n")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     assert "caught: z is wrong: off by up to 1" in out.stdout
+
+
+# the shared checks' hints
+
+
+def _affine(scale_first):
+    """z = x * e^s + t (scale_first) or (x + t) * e^s, with an inverse of the other order."""
+    s = torch.tensor([0.5, -1.0], dtype=torch.float64)
+    t = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    ld = s.sum()
+
+    def forward(x):
+        z = x * s.exp() + t if scale_first else (x + t) * s.exp()
+        return z, ld.expand(len(x))
+
+    def inverse(z):     # the wrong order for this forward
+        x = z * (-s).exp() - t if scale_first else (z - t) * (-s).exp()
+        return x, -ld.expand(len(z))
+    return forward, inverse
+
+
+@pytest.mark.parametrize("scale_first", [True, False])
+def test_the_default_invertibility_hint_holds_for_either_order(scale_first):
+    x = torch.randn(3, 2, dtype=torch.float64)
+    with pytest.raises(FlowCheckError) as info:
+        check_invertibility(_affine(scale_first), x)
+    message = str(info.value)
+    assert INVERTIBILITY_HINT in message
+    # it names both orders, so it never tells a student to do the opposite of their forward
+    assert "x = (z - t) * exp(-s)" in message and "x = z * exp(-s) - t" in message
+
+
+def test_a_caller_passes_its_own_invertibility_hint():
+    x = torch.randn(3, 2, dtype=torch.float64)
+    with pytest.raises(FlowCheckError, match="Likely cause: subtract the shift first.$"):
+        check_invertibility(_affine(True), x, hint="subtract the shift first")
+
+
+def test_the_log_det_diagnosis_of_one_sample_does_not_call_it_constant():
+    def forward(x):        # the log-det is off by an amount that depends on x
+        return x * 2.0, torch.full((len(x),), 2 * math.log(2.0)) + x.sum(1) ** 2
+
+    one = torch.randn(1, 2, dtype=torch.float64)
+    with pytest.raises(FlowCheckError) as info:
+        check_logdet((forward, None), one)
+    message = str(info.value)
+    assert "one sample cannot tell a constant offset" in message
+    assert "does not depend on the input" not in message
+    many = torch.randn(4, 2, dtype=torch.float64)
+    with pytest.raises(FlowCheckError, match="it differs per sample"):
+        check_logdet((forward, None), many)
+
+
+def test_the_log_det_diagnosis_names_a_constant_and_the_dequantization_term():
+    def offset(c):
+        return lambda x: (x * 2.0, torch.full((len(x),), 2 * math.log(2.0) + c, dtype=x.dtype))
+
+    x = torch.randn(4, 2, dtype=torch.float64)
+    with pytest.raises(FlowCheckError, match="same constant 0.3 for every sample"):
+        check_logdet((offset(0.3), None), x)
+    with pytest.raises(FlowCheckError, match="-D\\*log\\(n_bins\\) is missing"):
+        check_logdet((offset(2 * math.log(256)), None), x[:1])   # one sample: still named
+
+
+# notebook_helpers.refusing and recording
+
+
+def test_refusing_makes_a_reference_raise_wherever_it_is_reached_and_restores_it():
+    namespace = {"ref": flowlib.layers.squeeze}
+    x = torch.arange(16.0).view(1, 1, 4, 4)
+    with notebook_helpers.refusing(flowlib.layers.squeeze, (flowlib.layers.Squeeze, "forward"),
+                                   why="write it yourself", namespace=namespace):
+        for call in (lambda: flowlib.layers.squeeze(x), lambda: namespace["ref"](x),
+                     lambda: flowlib.layers.Squeeze()(x)):
+            with pytest.raises(AssertionError, match="^write it yourself$"):
+                call()
+    assert namespace["ref"] is flowlib.layers.squeeze
+    assert flowlib.layers.squeeze(x).shape == (1, 4, 2, 2)
+    assert flowlib.layers.Squeeze()(x)[0].shape == (1, 4, 2, 2)
+    assert "forward" not in vars(flowlib.layers.Squeeze) or callable(flowlib.layers.Squeeze.forward)
+
+
+def test_recording_sees_the_dtypes_a_function_is_called_with():
+    with notebook_helpers.recording(torch.linalg.inv, (torch.Tensor, "inverse")) as calls:
+        torch.linalg.inv(torch.eye(2))
+        torch.eye(2, dtype=torch.float64).inverse()
+    assert calls == [(torch.float32,), (torch.float64,)]
+    assert torch.linalg.inv(torch.eye(2)).shape == (2, 2) and "inverse" not in vars(torch.Tensor)
 
 
 # perturb_
@@ -139,9 +241,10 @@ def test_perturb_is_seeded_the_same_in_every_dtype_and_marks_actnorm_initialised
         assert (pa - p0).abs().max() < 0.05 * 6
     assert all(bool(m.initialized) for m in a.modules() if isinstance(m, ActNorm))
     assert not any(bool(m.initialized) for m in base.modules() if isinstance(m, ActNorm))
-    assert perturb_(base, scale=0.0) is base and torch.equal(next(base.parameters()), next(build().parameters()).double())
+    assert perturb_(base, scale=0.0) is base
+    assert torch.equal(next(base.parameters()), next(build().parameters()).double())
     with pytest.raises(TypeError):
-        perturb_(build(), 0.05, 1)   # scale and seed are keyword-only: perturb_(m, 1) would mean scale=1
+        perturb_(build(), 0.05, 1)   # scale and seed are keyword-only (perturb_(m, 1): scale=1?)
 
 
 # show_grid, grid_png, temperature_widget
@@ -193,7 +296,8 @@ def test_temperature_widget_decodes_the_same_latents_at_each_temperature():
     model = perturb_(Glow((1, 8, 8), K=1, L=2, hidden=8, n_bits=5), seed=1).eval()
     box = temperature_widget(model, n=4, nrow=2, seed=5, value=0.5, max_temperature=1.2, zoom=2)
     slider, image = box.children
-    assert (slider.description, slider.min, slider.max, slider.value) == ("temperature", 0.0, 1.2, 0.5)
+    settings = (slider.description, slider.min, slider.max, slider.value)
+    assert settings == ("temperature", 0.0, 1.2, 0.5)
     g = torch.Generator().manual_seed(5)
     eps = [torch.randn((4, *shape), generator=g) for shape in model.latent_shapes]
 

@@ -10,7 +10,7 @@ import math
 import torch
 
 import flowlib.checks
-import flowlib.course
+import flowlib.notebook_helpers
 
 
 # %% [solution] nb00_square
@@ -22,7 +22,7 @@ def square(x):
 
 # %% [tests] nb00_square_tests points=1
 assert square(3) == 9, "square(3) should be 9"
-flowlib.course.passed("Exercise 0.1 (square)")
+flowlib.notebook_helpers.passed("Exercise 0.1 (square)")
 ### BEGIN HIDDEN TESTS
 assert square(-2.5) == 6.25
 ### END HIDDEN TESTS
@@ -45,7 +45,7 @@ class Scale(torch.nn.Module):
 
 # %% [tests] nb00_scale_tests points=2
 flowlib.checks.check_flow(Scale(), torch.randn(4, 3, dtype=torch.float64))
-flowlib.course.passed("Exercise 0.2 (scale)")
+flowlib.notebook_helpers.passed("Exercise 0.2 (scale)")
 ### BEGIN HIDDEN TESTS
 import importlib; import flowlib.checks; _checks = importlib.reload(flowlib.checks)
 _checks.check_flow(Scale(), torch.randn(2, 5, dtype=torch.float64))

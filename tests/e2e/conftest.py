@@ -11,6 +11,7 @@ FLOWLIB_E2E_NOTEBOOKS overrides that folder) with FLOWLIB_FAST=1 and FLOWLIB_DAT
 is always shut down, kernels included, whatever happens in the tests. Screenshots and
 the server's log go to test-artifacts/e2e/.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,7 +29,9 @@ VALIDATE_CONFIG = REPO / "notebooks" / "nbgrader_config.py"
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "e2e: end-to-end tests in a real browser (Chromium + JupyterLab); slow")
+    config.addinivalue_line(
+        "markers", "e2e: end-to-end tests in a real browser (Chromium + JupyterLab); slow"
+    )
 
 
 def in_ci() -> bool:
@@ -38,20 +41,26 @@ def in_ci() -> bool:
 def _missing(what: str) -> None:
     """Skip locally, fail in CI."""
     if in_ci():
-        pytest.fail(f"{what} The end-to-end tests must run in CI (env CI={os.environ.get('CI')!r}).",
-                    pytrace=False)
+        pytest.fail(
+            f"{what} The end-to-end tests must run in CI (env CI={os.environ.get('CI')!r}).",
+            pytrace=False,
+        )
     pytest.skip(f"{what} (skipped because env CI is not set; in CI this fails)")
 
 
 @pytest.fixture(scope="session")
 def chromium_path() -> Path:
     if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
-        _missing(f"No Chromium at {CHROMIUM}: install Debian's chromium (apt-get install -y chromium).")
+        _missing(
+            f"No Chromium at {CHROMIUM}: install Debian's chromium (apt-get install -y chromium)."
+        )
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        _missing("The Python package playwright is not installed (pip install playwright; its own "
-                 "browser download is not needed).")
+        _missing(
+            "The Python package playwright is not installed (pip install playwright; its own "
+            "browser download is not needed)."
+        )
     # The tests will run: test-artifacts/e2e/ gets the screenshots and logs of this run only.
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -65,8 +74,9 @@ def browser(chromium_path):
 
     playwright = sync_playwright().start()
     try:
-        browser = playwright.chromium.launch(executable_path=str(chromium_path), args=CHROMIUM_FLAGS,
-                                             headless=True, timeout=120_000)
+        browser = playwright.chromium.launch(
+            executable_path=str(chromium_path), args=CHROMIUM_FLAGS, headless=True, timeout=120_000
+        )
     except Exception:
         playwright.stop()
         raise
@@ -83,26 +93,39 @@ def browser(chromium_path):
 def student_notebooks() -> Path:
     """The folder of student notebooks the server copies (notebooks/ of this checkout)."""
     folder = Path(os.environ.get("FLOWLIB_E2E_NOTEBOOKS", REPO / "notebooks"))
-    missing = [f"{folder}/{name}/{name}.ipynb" for name in E2E_NOTEBOOKS
-               if not (folder / name / f"{name}.ipynb").is_file()]
+    missing = [
+        f"{folder}/{name}/{name}.ipynb"
+        for name in E2E_NOTEBOOKS
+        if not (folder / name / f"{name}.ipynb").is_file()
+    ]
     if missing:
-        pytest.fail("The student notebooks the browser tests open are missing: " + ", ".join(missing)
-                    + ". Build them (notebook_src/README.md: tools/build_notebooks.py, then nbgrader "
-                      "generate_assignment), or point FLOWLIB_E2E_NOTEBOOKS at a folder that has them.",
-                    pytrace=False)
+        pytest.fail(
+            "The student notebooks the browser tests open are missing: "
+            + ", ".join(missing)
+            + ". Build them (notebook_src/README.md: tools/build_notebooks.py, then nbgrader "
+            "generate_assignment), or point FLOWLIB_E2E_NOTEBOOKS at a folder that has them.",
+            pytrace=False,
+        )
     return folder
 
 
 def copy_course(source: Path, target: Path) -> Path:
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    shutil.copytree(
+        source, target, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__")
+    )
     if not (target / "nbgrader_config.py").exists():  # a FLOWLIB_E2E_NOTEBOOKS folder without one
         shutil.copy(VALIDATE_CONFIG, target / "nbgrader_config.py")
     return target
 
 
 def start_server(tmp: Path, notebooks: Path, data: Path, name: str, **kwargs) -> LabServer:
-    server = LabServer(copy_course(notebooks, tmp / "course"), tmp / "jupyter", name=name,
-                       env={"FLOWLIB_DATA": str(data)}, **kwargs)
+    server = LabServer(
+        copy_course(notebooks, tmp / "course"),
+        tmp / "jupyter",
+        name=name,
+        env={"FLOWLIB_DATA": str(data)},
+        **kwargs,
+    )
     try:
         server.start()
     except BaseException:
@@ -124,8 +147,13 @@ def lab(chromium_path, student_notebooks, mnist_root, tmp_path_factory):
 @pytest.fixture(scope="module")
 def lab_without_widgets(chromium_path, student_notebooks, mnist_root, tmp_path_factory):
     """The same, with the widget manager disabled (`jupyter labextension disable`)."""
-    server = start_server(tmp_path_factory.mktemp("lab-no-widgets"), student_notebooks, mnist_root,
-                          "lab-no-widgets", disabled_labextensions=("@jupyter-widgets/jupyterlab-manager",))
+    server = start_server(
+        tmp_path_factory.mktemp("lab-no-widgets"),
+        student_notebooks,
+        mnist_root,
+        "lab-no-widgets",
+        disabled_labextensions=("@jupyter-widgets/jupyterlab-manager",),
+    )
     try:
         yield server
     finally:

@@ -14,6 +14,7 @@ long cells that CodeMirror renders only in part cannot confuse the search. A hel
 fails raises ``E2EFailure`` (an AssertionError) with a message that says what was
 expected and what the page showed instead.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,13 @@ REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "e2e"
 CHROMIUM = Path(os.environ.get("FLOWLIB_E2E_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 WIDGETS_EXTENSION = "@jupyter-widgets/jupyterlab-manager"
 NBGRADER_EXTENSION = "@jupyter/nbgrader"
@@ -62,7 +68,9 @@ def jupyter_command() -> list[str]:
         return [str(here)]
     found = shutil.which("jupyter")
     if not found:
-        raise E2EFailure("No `jupyter` command: install the course extras (pip install -e '.[course]').")
+        raise E2EFailure(
+            "No `jupyter` command: install the course extras (pip install -e '.[course]')."
+        )
     return [found]
 
 
@@ -84,8 +92,14 @@ class LabServer:
     manager.
     """
 
-    def __init__(self, root: Path, work: Path, name: str = "lab", env: dict | None = None,
-                 disabled_labextensions: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        root: Path,
+        work: Path,
+        name: str = "lab",
+        env: dict | None = None,
+        disabled_labextensions: tuple[str, ...] = (),
+    ):
         self.root, self.work, self.name = Path(root), Path(work), name
         self.token = secrets.token_hex(16)
         self.port = free_port()
@@ -98,19 +112,26 @@ class LabServer:
     # -- set-up --------------------------------------------------------------------
     def _environment(self, extra: dict) -> dict:
         env = dict(os.environ)
-        for key in ("JUPYTER_CONFIG_DIR", "JUPYTER_RUNTIME_DIR", "JUPYTERLAB_SETTINGS_DIR",
-                    "JUPYTERLAB_WORKSPACES_DIR", "FLOWLIB_CACHE"):
+        for key in (
+            "JUPYTER_CONFIG_DIR",
+            "JUPYTER_RUNTIME_DIR",
+            "JUPYTERLAB_SETTINGS_DIR",
+            "JUPYTERLAB_WORKSPACES_DIR",
+            "FLOWLIB_CACHE",
+        ):
             env.pop(key, None)
-        env.update({
-            "JUPYTER_CONFIG_DIR": str(self.work / "config"),
-            "JUPYTER_RUNTIME_DIR": str(self.work / "runtime"),
-            "JUPYTERLAB_SETTINGS_DIR": str(self.work / "settings"),
-            "JUPYTERLAB_WORKSPACES_DIR": str(self.work / "workspaces"),
-            "FLOWLIB_CACHE": str(self.work / "cache"),
-            "FLOWLIB_FAST": "1",
-            "PYTHONUNBUFFERED": "1",
-            "JUPYTER_PLATFORM_DIRS": "1",
-        })
+        env.update(
+            {
+                "JUPYTER_CONFIG_DIR": str(self.work / "config"),
+                "JUPYTER_RUNTIME_DIR": str(self.work / "runtime"),
+                "JUPYTERLAB_SETTINGS_DIR": str(self.work / "settings"),
+                "JUPYTERLAB_WORKSPACES_DIR": str(self.work / "workspaces"),
+                "FLOWLIB_CACHE": str(self.work / "cache"),
+                "FLOWLIB_FAST": "1",
+                "PYTHONUNBUFFERED": "1",
+                "JUPYTER_PLATFORM_DIRS": "1",
+            }
+        )
         env.update(extra)
         return env
 
@@ -121,32 +142,55 @@ class LabServer:
         notification = self.work / "settings" / "@jupyterlab" / "apputils-extension"
         notification.mkdir(parents=True, exist_ok=True)
         (notification / "notification.jupyterlab-settings").write_text(
-            json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+            json.dumps({"fetchNews": "false", "checkForUpdates": False})
+        )
         for extension in self.disabled_labextensions:
-            done = subprocess.run(jupyter_command() + ["labextension", "disable", "--level=user", extension],
-                                  env=self.env, capture_output=True, text=True, timeout=120)
+            done = subprocess.run(
+                jupyter_command() + ["labextension", "disable", "--level=user", extension],
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             if done.returncode != 0:
-                raise E2EFailure(f"`jupyter labextension disable {extension}` failed:\n{done.stdout}{done.stderr}")
+                raise E2EFailure(
+                    f"`jupyter labextension disable {extension}` "
+                    f"failed:\n{done.stdout}{done.stderr}"
+                )
 
     def start(self, timeout: float = SERVER_START_TIMEOUT) -> LabServer:
         self._prepare()
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         command = jupyter_command() + [
-            "lab", "--no-browser", "--ip=127.0.0.1", f"--port={self.port}", "--ServerApp.port_retries=0",
-            f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root}",
+            "lab",
+            "--no-browser",
+            "--ip=127.0.0.1",
+            f"--port={self.port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={self.token}",
+            f"--ServerApp.root_dir={self.root}",
         ]
         if hasattr(os, "geteuid") and os.geteuid() == 0:  # CI containers run as root
             command.append("--allow-root")
         self._log = open(self.log_path, "w")
         self._log.write("$ " + " ".join(command) + "\n")
         self._log.flush()
-        self.proc = subprocess.Popen(command, cwd=self.root, env=self.env, stdin=subprocess.DEVNULL,
-                                     stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            command,
+            cwd=self.root,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
-                raise E2EFailure(f"jupyter lab exited with code {self.proc.returncode} before it answered.\n"
-                                 f"Its log ({self.log_path}) ends with:\n{self.log_tail()}")
+                raise E2EFailure(
+                    f"jupyter lab exited with code {self.proc.returncode} before it answered.\n"
+                    f"Its log ({self.log_path}) ends with:\n{self.log_tail()}"
+                )
             try:
                 status = self.api("GET", "/api/status", timeout=5)
                 if "started" in status:
@@ -154,8 +198,10 @@ class LabServer:
             except (OSError, urllib.error.URLError, ValueError):
                 pass
             if time.monotonic() > deadline:
-                raise E2EFailure(f"jupyter lab did not answer on 127.0.0.1:{self.port} within {timeout:.0f} s.\n"
-                                 f"Its log ({self.log_path}) ends with:\n{self.log_tail()}")
+                raise E2EFailure(
+                    f"jupyter lab did not answer on 127.0.0.1:{self.port} within {timeout:.0f} s.\n"
+                    f"Its log ({self.log_path}) ends with:\n{self.log_tail()}"
+                )
             time.sleep(0.5)
 
     # -- use -------------------------------------------------------------------------
@@ -165,9 +211,12 @@ class LabServer:
 
     def api(self, method: str, path: str, body: dict | None = None, timeout: float = 30):
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, method=method,
-                                         headers={"Authorization": f"token {self.token}",
-                                                  "Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}",
+            data=data,
+            method=method,
+            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=timeout) as response:
             text = response.read().decode()
         return json.loads(text) if text.strip() else None
@@ -257,8 +306,13 @@ def _alive(p: psutil.Process) -> bool:
 
 def labextension_state(name: str, env: dict | None = None) -> tuple[bool, str]:
     """(enabled and OK?, what `jupyter labextension list` says about ``name``)."""
-    done = subprocess.run(jupyter_command() + ["labextension", "list"], capture_output=True, text=True,
-                          timeout=120, env=env or dict(os.environ))
+    done = subprocess.run(
+        jupyter_command() + ["labextension", "list"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env or dict(os.environ),
+    )
     for line in _strip_ansi(done.stdout + done.stderr).splitlines():
         words = line.split()
         if words and words[0] == name:
@@ -290,8 +344,16 @@ def notebook_cells(path: Path) -> list[CellInfo]:
     for i, cell in enumerate(nb["cells"]):
         source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
         meta = cell.get("metadata", {}).get("nbgrader", {})
-        cells.append(CellInfo(i, cell["cell_type"], source, meta.get("grade_id"),
-                              bool(meta.get("grade")) and not meta.get("solution"), bool(meta.get("solution"))))
+        cells.append(
+            CellInfo(
+                i,
+                cell["cell_type"],
+                source,
+                meta.get("grade_id"),
+                bool(meta.get("grade")) and not meta.get("solution"),
+                bool(meta.get("solution")),
+            )
+        )
     return cells
 
 
@@ -300,14 +362,19 @@ def cell_by_grade_id(cells: list[CellInfo], grade_id: str, where: str) -> CellIn
         if cell.grade_id == grade_id:
             return cell
     known = ", ".join(c.grade_id for c in cells if c.grade_id)
-    raise E2EFailure(f"{where} has no cell with nbgrader grade_id {grade_id!r} (it has: {known}). "
-                     f"The notebook changed: update the end-to-end test's cell ids.")
+    raise E2EFailure(
+        f"{where} has no cell with nbgrader grade_id {grade_id!r} (it has: {known}). "
+        f"The notebook changed: update the end-to-end test's cell ids."
+    )
 
 
 def solution_text(source: str) -> str:
     """An instructor cell as a student would write it: without the BEGIN/END SOLUTION lines."""
-    keep = [line for line in source.splitlines()
-            if line.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION")]
+    keep = [
+        line
+        for line in source.splitlines()
+        if line.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION")
+    ]
     return "\n".join(keep).rstrip() + "\n"
 
 
@@ -354,8 +421,10 @@ def open_notebook(page, server: LabServer, path: str, shots: Shots | None = None
     except Exception:
         if shots:
             shots("notebook-did-not-open")
-        raise E2EFailure(f"JupyterLab did not show the notebook {path} within {PAGE_LOAD_TIMEOUT} s "
-                         f"(no .jp-Cell on the page). Server log:\n{server.log_tail()}") from None
+        raise E2EFailure(
+            f"JupyterLab did not show the notebook {path} within {PAGE_LOAD_TIMEOUT} s "
+            f"(no .jp-Cell on the page). Server log:\n{server.log_tail()}"
+        ) from None
     wait_kernel_idle(page, shots)
     return page.locator(CELLS).count()
 
@@ -367,8 +436,12 @@ def wait_kernel_idle(page, shots: Shots | None = None, timeout: float = KERNEL_T
     except Exception:
         if shots:
             shots("kernel-not-idle")
-        status = page.locator(f"{PANEL} .jp-Notebook-ExecutionIndicator").first.get_attribute("data-status")
-        raise E2EFailure(f"The notebook's kernel was not idle within {timeout:.0f} s (status: {status!r}).") from None
+        status = page.locator(f"{PANEL} .jp-Notebook-ExecutionIndicator").first.get_attribute(
+            "data-status"
+        )
+        raise E2EFailure(
+            f"The notebook's kernel was not idle within {timeout:.0f} s (status: {status!r})."
+        ) from None
 
 
 def cell(page, index: int):
@@ -381,8 +454,10 @@ def check_cell_count(page, expected: int, path: str, timeout: float = PAGE_LOAD_
     while (shown := page.locator(CELLS).count()) != expected and time.monotonic() < deadline:
         time.sleep(0.5)
     if shown != expected:
-        raise E2EFailure(f"JupyterLab shows {shown} cells for {path}, the file has {expected}: "
-                         f"cannot tell which cell is which.")
+        raise E2EFailure(
+            f"JupyterLab shows {shown} cells for {path}, the file has {expected}: "
+            f"cannot tell which cell is which."
+        )
 
 
 def select_cell(page, index: int) -> None:
@@ -413,8 +488,10 @@ def run_cell(page, index: int, timeout: float = CELL_TIMEOUT, shots: Shots | Non
         if time.monotonic() > deadline:
             if shots:
                 shots(f"cell-{index}-still-running")
-            raise E2EFailure(f"Cell {index} did not finish within {timeout:.0f} s after shift-enter "
-                             f"(its prompt shows {now!r}).")
+            raise E2EFailure(
+                f"Cell {index} did not finish within {timeout:.0f} s after shift-enter "
+                f"(its prompt shows {now!r})."
+            )
         time.sleep(0.25)
     return output_text(page, index)
 
@@ -426,7 +503,9 @@ def output_text(page, index: int) -> str:
 
 def has_error(page, index: int) -> bool:
     text = output_text(page, index)
-    return "Traceback" in text or bool(cell(page, index).locator("[data-mime-type='application/vnd.jupyter.error']").count())
+    return "Traceback" in text or bool(
+        cell(page, index).locator("[data-mime-type='application/vnd.jupyter.error']").count()
+    )
 
 
 def set_cell_source(page, index: int, text: str) -> None:
@@ -444,8 +523,13 @@ def set_cell_source(page, index: int, text: str) -> None:
 # Widgets
 # --------------------------------------------------------------------------------------
 SLIDER = ".widget-slider"
-HANDLE = ".noUi-handle, .ui-slider-handle, input[type='range']"  # ipywidgets 8, ipywidgets 7, native
-_AS_TEXT = r"\b(?:Int|Float|IntRange|FloatRange|FloatLog|SelectionRange)?Slider\(|\binteractive\(children=|\bVBox\(children="
+HANDLE = (
+    ".noUi-handle, .ui-slider-handle, input[type='range']"  # ipywidgets 8, ipywidgets 7, native
+)
+_AS_TEXT = (
+    r"\b(?:Int|Float|IntRange|FloatRange|FloatLog|SelectionRange)?Slider\("
+    r"|\binteractive\(children=|\bVBox\(children="
+)
 
 
 @dataclass
@@ -455,8 +539,9 @@ class WidgetCheck:
     output: str = ""
 
 
-def check_slider_widget(page, index: int, description: str | None = None,
-                        timeout: float = WIDGET_TIMEOUT) -> WidgetCheck:
+def check_slider_widget(
+    page, index: int, description: str | None = None, timeout: float = WIDGET_TIMEOUT
+) -> WidgetCheck:
     """Did cell ``index`` render a slider as a live widget (a .widget-slider with a handle)?
 
     Fails (ok=False) when the output shows the widget's text repr ("FloatSlider(value=...",
@@ -471,32 +556,52 @@ def check_slider_widget(page, index: int, description: str | None = None,
         for i in range(sliders.count()):
             slider = sliders.nth(i)
             if description is not None:
-                shown = slider.locator(".widget-label").first.inner_text().strip() if slider.locator(
-                    ".widget-label").count() else ""
+                shown = (
+                    slider.locator(".widget-label").first.inner_text().strip()
+                    if slider.locator(".widget-label").count()
+                    else ""
+                )
                 if shown != description:
                     continue
             if slider.locator(HANDLE).count() and slider.locator(HANDLE).first.is_visible():
-                return WidgetCheck(True, f"cell {index}: the slider {label}rendered as a widget with a handle")
+                return WidgetCheck(
+                    True, f"cell {index}: the slider {label}rendered as a widget with a handle"
+                )
         text = output_text(page, index)
         shown = _shorten(text)
         if re.search(_AS_TEXT, text):
-            return WidgetCheck(False, f"cell {index}: the slider {label}rendered as TEXT, not as a widget: the output "
-                               f"shows the widget's repr {shown!r}. JupyterLab has no working widget manager: "
-                               f"check that jupyterlab_widgets matches ipywidgets and that the labextension "
-                               f"{WIDGETS_EXTENSION} is installed and enabled (jupyter labextension list).", text)
+            return WidgetCheck(
+                False,
+                f"cell {index}: the slider {label}rendered as TEXT, not as a widget: the output "
+                f"shows the widget's repr {shown!r}. JupyterLab has no working widget manager: "
+                f"check that jupyterlab_widgets matches ipywidgets and that the labextension "
+                f"{WIDGETS_EXTENSION} is installed and enabled (jupyter labextension list).",
+                text,
+            )
         if "Error displaying widget" in text:
-            return WidgetCheck(False, f"cell {index}: the slider {label}did not render: the output says "
-                               f"{shown!r} (the widget manager failed to create the view; often an "
-                               f"ipywidgets / jupyterlab_widgets version mismatch).", text)
+            return WidgetCheck(
+                False,
+                f"cell {index}: the slider {label}did not render: the output says "
+                f"{shown!r} (the widget manager failed to create the view; often an "
+                f"ipywidgets / jupyterlab_widgets version mismatch).",
+                text,
+            )
         if time.monotonic() > deadline:
             if "Loading widget" in text:
-                return WidgetCheck(False, f"cell {index}: the slider {label}did not render: the output stayed at "
-                                   f"'Loading widget...' for {timeout:.0f} s (the frontend cannot load the "
-                                   f"widget's model or view: ipywidgets / jupyterlab_widgets mismatch?).", text)
-            return WidgetCheck(False, f"cell {index}: the slider {label}did not render at all within {timeout:.0f} s: "
-                               f"no {SLIDER} element with a handle in the output"
-                               + (f"; the output shows {shown!r}." if text.strip() else " (the output is empty)."),
-                               text)
+                return WidgetCheck(
+                    False,
+                    f"cell {index}: the slider {label}did not render: the output stayed at "
+                    f"'Loading widget...' for {timeout:.0f} s (the frontend cannot load the "
+                    f"widget's model or view: ipywidgets / jupyterlab_widgets mismatch?).",
+                    text,
+                )
+            return WidgetCheck(
+                False,
+                f"cell {index}: the slider {label}did not render at all within {timeout:.0f} s: "
+                f"no {SLIDER} element with a handle in the output"
+                + (f"; the output shows {shown!r}." if text.strip() else " (the output is empty)."),
+                text,
+            )
         time.sleep(0.5)
 
 
@@ -507,8 +612,12 @@ def _shorten(text: str, n: int = 300) -> str:
 
 def slider_in(page, index: int, description: str):
     """The slider widget labelled ``description`` in cell ``index``'s output."""
-    return cell(page, index).locator(f".jp-OutputArea-output {SLIDER}").filter(
-        has=page.locator(".widget-label", has_text=description)).first
+    return (
+        cell(page, index)
+        .locator(f".jp-OutputArea-output {SLIDER}")
+        .filter(has=page.locator(".widget-label", has_text=description))
+        .first
+    )
 
 
 def slider_value(slider) -> str:
@@ -531,7 +640,8 @@ _IMAGE_DIGEST_JS = """async (img) => {
   const response = await fetch(img.src);
   const data = await response.arrayBuffer();
   const digest = await crypto.subtle.digest('SHA-256', data);
-  return [...new Uint8Array(digest)].map(b => b.toString(16).padStart(2, '0')).join('') + ':' + data.byteLength;
+  const hex = [...new Uint8Array(digest)].map(b => b.toString(16).padStart(2, '0')).join('');
+  return hex + ':' + data.byteLength;
 }"""
 
 
@@ -554,51 +664,73 @@ def save_notebook(page, file: Path, timeout: float = 60) -> None:
         if not dirty and file.exists() and file.stat().st_mtime_ns != before:
             return
         if time.monotonic() > deadline:
-            raise E2EFailure(f"Ctrl-S did not save {file.name} within {timeout:.0f} s "
-                             f"(tab still marked unsaved: {bool(dirty)}).")
+            raise E2EFailure(
+                f"Ctrl-S did not save {file.name} within {timeout:.0f} s "
+                f"(tab still marked unsaved: {bool(dirty)})."
+            )
         time.sleep(0.25)
 
 
 @dataclass
 class Validation:
     """What nbgrader's validate said: how it was run, its verdict, and the failed cells."""
-    how: str            # "toolbar button" or "nbgrader validate CLI"
-    verdict: str        # "success", "failed", "changed", "type_changed", "error"
+
+    how: str  # "toolbar button" or "nbgrader validate CLI"
+    verdict: str  # "success", "failed", "changed", "type_changed", "error"
     failed: list[tuple[str, str]]  # (source, error) of every failed cell
-    text: str           # everything it showed, for messages
+    text: str  # everything it showed, for messages
 
 
 def validate_with_button(page, timeout: float) -> Validation:
     """Click the notebook toolbar's "Validate" (nbgrader labextension) and read its dialog."""
-    button = page.locator(f"{PANEL} .jp-NotebookPanel-toolbar jp-button").filter(has_text="Validate")
+    button = page.locator(f"{PANEL} .jp-NotebookPanel-toolbar jp-button").filter(
+        has_text="Validate"
+    )
     if not button.count():
-        raise E2EFailure(f"The notebook toolbar has no 'Validate' button although {NBGRADER_EXTENSION} is "
-                         f"installed and enabled: the nbgrader labextension did not load in this JupyterLab "
-                         f"(see nbgrader issue 1948: it breaks with JupyterLab minor versions).")
+        raise E2EFailure(
+            f"The notebook toolbar has no 'Validate' button although {NBGRADER_EXTENSION} is "
+            f"installed and enabled: the nbgrader labextension did not load in this JupyterLab "
+            f"(see nbgrader issue 1948: it breaks with JupyterLab minor versions)."
+        )
     button.first.click()
     dialog = page.locator(".jp-Dialog")
     try:
         dialog.first.wait_for(state="visible", timeout=timeout * 1000)
     except Exception:
         label = button.first.inner_text().strip()
-        raise E2EFailure(f"Validate showed no result within {timeout:.0f} s (the button says {label!r}).") from None
+        raise E2EFailure(
+            f"Validate showed no result within {timeout:.0f} s (the button says {label!r})."
+        ) from None
     title = dialog.first.locator(".jp-Dialog-header").inner_text().strip()
     message = dialog.first.locator("#validation-message")
     if title != "Validation Results" or not message.count():
         body = dialog.first.inner_text().strip()
-        raise E2EFailure(f"Validate did not validate: its dialog says {title!r}: {_shorten(body, 800)!r}")
+        raise E2EFailure(
+            f"Validate did not validate: its dialog says {title!r}: {_shorten(body, 800)!r}"
+        )
     found = message.evaluate("""(node) => {
       const kids = [...node.children], failed = [];
       for (let i = 0; i < kids.length; i++) {
         if (kids[i].innerText.trim() === 'The following cell failed:')
-          failed.push([kids[i + 1] ? kids[i + 1].innerText : '', kids[i + 2] ? kids[i + 2].innerText : '']);
+          failed.push([kids[i + 1] ? kids[i + 1].innerText : '',
+                       kids[i + 2] ? kids[i + 2].innerText : '']);
       }
       return {cls: node.className, text: node.innerText, failed};
     }""")
-    verdict = next((v for v in ("success", "failed", "type-changed", "changed")
-                    if f"validation-{v}" in found["cls"].split()), "error")
-    return Validation("toolbar button", verdict.replace("-", "_"), [tuple(f) for f in found["failed"]],
-                      found["text"])
+    verdict = next(
+        (
+            v
+            for v in ("success", "failed", "type-changed", "changed")
+            if f"validation-{v}" in found["cls"].split()
+        ),
+        "error",
+    )
+    return Validation(
+        "toolbar button",
+        verdict.replace("-", "_"),
+        [tuple(f) for f in found["failed"]],
+        found["text"],
+    )
 
 
 def close_dialog(page) -> None:
@@ -608,11 +740,12 @@ def close_dialog(page) -> None:
 
 
 def validate_with_cli(server: LabServer, path: str, timeout: float) -> Validation:
-    """`nbgrader validate` on the saved file, run where the server runs (same folder, config, env)."""
+    """`nbgrader validate` on the saved file, where the server runs (same folder, config, env)."""
     nbgrader = Path(sys.executable).parent / "nbgrader"
     command = [str(nbgrader) if nbgrader.exists() else "nbgrader", "validate", path]
-    done = subprocess.run(command, cwd=server.root, env=server.env, capture_output=True, text=True,
-                          timeout=timeout)
+    done = subprocess.run(
+        command, cwd=server.root, env=server.env, capture_output=True, text=True, timeout=timeout
+    )
     out = done.stdout + done.stderr
     blocks = out.split("The following cell failed:")[1:]
     failed = []
@@ -635,5 +768,9 @@ def grade_cell_signature(source: str) -> str:
     match = re.search(r'passed\((["\']).*?\1\)', source)
     if match:
         return match.group(0)
-    lines = [line.strip() for line in source.splitlines() if line.strip() and not line.strip().startswith("#")]
+    lines = [
+        line.strip()
+        for line in source.splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
     return lines[0][:60] if lines else source.strip()[:60]

@@ -8,6 +8,7 @@ The second test keeps the check honest: on a server whose widget manager is disa
 (`jupyter labextension disable @jupyter-widgets/jupyterlab-manager`, in a private
 JUPYTER_CONFIG_DIR) the same check must report that the slider did not render.
 """
+
 from __future__ import annotations
 
 import re
@@ -44,7 +45,9 @@ def run_up_to_first_slider(page, server, shots):
     cells = notebook_cells(server.root / NB01)
     sliders = [c for c in cells if c.cell_type == "code" and re.search(r"\w*Slider\(", c.source)]
     if not sliders:
-        raise E2EFailure(f"{NB01} has no code cell that creates a slider (no '...Slider(' in any cell).")
+        raise E2EFailure(
+            f"{NB01} has no code cell that creates a slider (no '...Slider(' in any cell)."
+        )
     target = sliders[0]
     description = re.search(r"description\s*=\s*[\"']([^\"']+)[\"']", target.source)
     open_notebook(page, server, NB01, shots)
@@ -56,7 +59,9 @@ def run_up_to_first_slider(page, server, shots):
         out = run_cell(page, c.index, shots=shots)
         if has_error(page, c.index):
             shots(f"cell-{c.index}-error")
-            raise E2EFailure(f"{NB01}: cell {c.index} raised an error before the slider cell:\n{out[-2000:]}")
+            raise E2EFailure(
+                f"{NB01}: cell {c.index} raised an error before the slider cell:\n{out[-2000:]}"
+            )
     return target.index, description.group(1) if description else None
 
 
@@ -73,8 +78,10 @@ def test_nb01_slider_renders_as_a_widget_and_responds(page, lab):
         slider = slider_in(page, index, description)
         figure = cell(page, index).locator(".jp-OutputArea-output img").first
         if not figure.count():
-            raise E2EFailure(f"{NB01}: the slider cell (cell {index}) drew no figure under its slider; "
-                             f"output: {output_text(page, index)[:500]!r}")
+            raise E2EFailure(
+                f"{NB01}: the slider cell (cell {index}) drew no figure under its slider; "
+                f"output: {output_text(page, index)[:500]!r}"
+            )
         value_before, figure_before = slider_value(slider), image_digest(figure)
         press_slider(page, slider, "ArrowRight", times=2)
         deadline, figure_after = time.monotonic() + 90, figure_before
@@ -91,12 +98,17 @@ def test_nb01_slider_renders_as_a_widget_and_responds(page, lab):
         value_after = slider_value(slider)
         shots("slider-moved")
         assert value_after != value_before, (
-            f"Two right-arrow presses on the {description!r} slider's handle did not change its value "
-            f"(still {value_before!r}): the slider is drawn but does not respond.")
+            f"Two right-arrow presses on the {description!r} slider's handle did not change "
+            "its value "
+            f"(still {value_before!r}): the slider is drawn but does not respond."
+        )
         assert figure_after != figure_before, (
-            f"The {description!r} slider moved ({value_before} -> {value_after}) but the figure under it "
-            f"did not change within 90 s: the widget does not reach the kernel (comm) or the callback failed. "
-            f"Output: {output_text(page, index)[-800:]!r}")
+            f"The {description!r} slider moved ({value_before} -> {value_after}) but the "
+            "figure under it "
+            "did not change within 90 s: the widget does not reach the kernel (comm) or the "
+            "callback failed. "
+            f"Output: {output_text(page, index)[-800:]!r}"
+        )
     finally:
         lab.shutdown_kernels()
 
@@ -111,9 +123,13 @@ def test_widget_check_reports_a_broken_widget_manager(page, lab_without_widgets)
         shots("slider-as-text")
         assert not result.ok, (
             "The widget check PASSED on a JupyterLab whose widget manager "
-            "(@jupyter-widgets/jupyterlab-manager) is disabled: the check cannot tell a widget from "
-            f"its text. It said: {result.message}")
-        assert "rendered as TEXT" in result.message or "did not render" in result.message, result.message
+            "(@jupyter-widgets/jupyterlab-manager) is disabled: the check cannot tell a widget "
+            "from "
+            f"its text. It said: {result.message}"
+        )
+        assert "rendered as TEXT" in result.message or "did not render" in result.message, (
+            result.message
+        )
         print("negative control, as expected:", result.message)
     finally:
         lab_without_widgets.shutdown_kernels()
