@@ -384,9 +384,12 @@ class _JobRunner:
         """Run the job; its report counts only if it carries the nonce sent on its stdin,
         which the job reads before any student code runs."""
         nonce = uuid.uuid4().hex
-        keep = {k: os.environ[k] for k in ("FLOWLIB_DATA",) if k in os.environ}
+        # resolved, as the sandbox mounts them: a path through a symbolic link would not exist there
+        keep = {
+            k: str(Path(os.environ[k]).resolve()) for k in ("FLOWLIB_DATA",) if os.environ.get(k)
+        }
         if self.options.data_cache:
-            keep["FLOWLIB_CACHE"] = str(self.options.data_cache)
+            keep["FLOWLIB_CACHE"] = str(self.options.data_cache.resolve())
         env = scrubbed_environment(jobdir / "scratch", marker, self.threads, jobdir / "lib", keep)
         limit = self.options.submission_timeout
         with open(jobdir / "job.log", "wb") as logfile:

@@ -524,6 +524,19 @@ def test_selfcheck_all_notebooks(notebook, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.grading_e2e
+def test_data_behind_a_symbolic_link_reaches_the_sandboxed_kernel(tmp_path, monkeypatch, data_root):
+    """The sandbox mounts the data at its resolved path; FLOWLIB_DATA through a link (a
+    shared folder linked into a home, say) must still find it there. Notebook 02's graded
+    test needs MNIST: it scored 0 with "name 'mnist' is not defined" before the fix."""
+    link = tmp_path / "linked-data"
+    link.symlink_to(data_root, target_is_directory=True)
+    monkeypatch.setenv("FLOWLIB_DATA", str(link))
+    problems = selfcheck(Course(), ["02_dequantization"], Options(jobs=2), log=lambda *a: None)
+    assert problems == {"02_dequantization": []}, "\n".join(problems["02_dequantization"])
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
 def test_release_is_up_to_date(notebook):
     diffs = check_release(Course(), [notebook])[notebook]

@@ -134,7 +134,10 @@ class VariationalDequantization(nn.Module):
     the returned log-det adds ``-log q(u | x) = log|du/deps|`` to the usual
     ``-D log n_bins``. The flows ``g`` receive the image, scaled to [-1, 1], as
     ``cond``. The inverse floors back to the integer image and inverts ``g``, so
-    both directions report exactly opposite log-dets.
+    both directions report exactly opposite log-dets. ``eps`` enters through the logit
+    squeezed by ``alpha`` (finite at eps = 0); ``u`` leaves through a plain sigmoid, whose
+    values lie inside (0, 1): a squeezed inverse logit would reach 5e-6 below 0, where
+    keeping ``u`` off the bin edges would change it and break the inverse.
     """
 
     def __init__(self, flows, n_bits: int = 8, alpha: float = 1e-5):
@@ -142,7 +145,8 @@ class VariationalDequantization(nn.Module):
         self.n_bits = check_n_bits(n_bits)
         self.n_bins = 2**n_bits
         self.flow = FlowSequential(*flows)
-        self.logit = LogitTransform(alpha)
+        self.logit = LogitTransform(alpha)  # eps <-> h
+        self.sigmoid = LogitTransform(0.0)  # u <-> h, read backwards
 
     def condition(self, x: torch.Tensor) -> torch.Tensor:
         """The image as the noise flows see it: scaled to [-1, 1]."""
@@ -154,7 +158,7 @@ class VariationalDequantization(nn.Module):
         eps = torch.rand_like(x)
         h, ld_logit = self.logit(eps)
         h, ld_flow = self.flow(h, cond=cond)
-        u, ld_sigmoid = self.logit.inverse(h)
+        u, ld_sigmoid = self.sigmoid.inverse(h)
         u = keep_off_bin_edges(u, self.n_bins)
         z = (x + u) / self.n_bins
         d = x[0].numel()
@@ -164,7 +168,7 @@ class VariationalDequantization(nn.Module):
         v = z * self.n_bins
         x = torch.floor(v).clamp(0, self.n_bins - 1)
         u = (v - x).clamp(0, 1)
-        h, ld_u = self.logit(u)
+        h, ld_u = self.sigmoid(u)
         h, ld_flow = self.flow.inverse(h, cond=self.condition(x))
         _, ld_eps = self.logit.inverse(h)
         d = z[0].numel()
