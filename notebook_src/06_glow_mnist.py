@@ -623,6 +623,21 @@ with needs("Exercise 6.3 (resample one level)"), torch.no_grad():
 # the lower levels. (A barely trained model is little more than a fixed rearrangement of
 # the pixels: resampling a level then mostly adds noise to the pixels that level holds.)
 #
+# ## Conditioning on the class: what it would take
+#
+# flowlib's Glow takes `n_classes=10`. The top prior's mean and log-scale then also depend
+# on the label `y` (a zero-initialised linear map of the one-hot label), `encode`,
+# `log_prob`, `decode` and `sample` take `y=...`, and `class_logits(x)` reads a class off
+# the mean of the top latent, as in openai/glow. Sampling `y = 3` would then draw threes.
+# This notebook does not train one, because three things are missing for it to work:
+#
+# * training that feeds the labels: `flowlib.train` passes none yet, so the prior would
+#   never learn to tell the classes apart;
+# * Glow's classification term, the cross-entropy of `class_logits` added to the bits per
+#   dimension, which pushes the top latent to carry the class;
+# * far more training than fast mode or a laptop CPU allows: the class only shows in the
+#   samples once the unconditional model draws clean digits.
+#
 # ## What we saw
 #
 # * A Glow step is a composition of three bijections: apply ActNorm, the $1\times1$
