@@ -31,9 +31,8 @@ def _unnamed_places() -> list[Path]:
     return [*shared, REPO / "data"]
 
 
-@pytest.fixture(scope="session")
-def data_root() -> Path:
-    """Folder with the real data; fails on a wrong FLOWLIB_DATA, skips when none exists."""
+def _real_data_root() -> Path | None:
+    """FLOWLIB_DATA (failing the test when it is wrong), else the first unnamed place with data."""
     env = os.environ.get("FLOWLIB_DATA")
     if env:
         root = Path(os.path.abspath(Path(env).expanduser()))  # relative: from the cwd
@@ -43,9 +42,22 @@ def data_root() -> Path:
                 f"Fix it or unset it. {_HOW}"
             )
         return root
-    for root in _unnamed_places():
-        if _has(root):
-            return root
+    return next((root for root in _unnamed_places() if _has(root)), None)
+
+
+@pytest.fixture(scope="session")
+def notebook_data() -> Path | None:
+    """The data folder for notebooks run in a server or kernel: the real data where there is
+    some, else None, and the notebooks use data/embedded/ as on a fresh clone (never a skip)."""
+    return _real_data_root()
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """Folder with the real data; fails on a wrong FLOWLIB_DATA, skips when none exists."""
+    root = _real_data_root()
+    if root is not None:
+        return root
     pytest.skip(
         f"No real data: FLOWLIB_DATA is not set and neither {REPO.parent / 'shared/data'} "
         f"nor {REPO / 'data'} has MNIST/raw/ or celeba/. {_HOW}"

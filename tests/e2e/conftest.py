@@ -118,13 +118,14 @@ def copy_course(source: Path, target: Path) -> Path:
     return target
 
 
-def start_server(tmp: Path, notebooks: Path, data: Path, name: str, **kwargs) -> LabServer:
+def start_server(tmp: Path, notebooks: Path, data: Path | None, name: str, **kw) -> LabServer:
+    """JupyterLab on a copy of ``notebooks``; ``data`` None: the embedded subsets."""
     server = LabServer(
         copy_course(notebooks, tmp / "course"),
         tmp / "jupyter",
         name=name,
-        env={"FLOWLIB_DATA": str(data)},
-        **kwargs,
+        env={"FLOWLIB_DATA": str(data)} if data else {},
+        **kw,
     )
     try:
         server.start()
@@ -135,9 +136,9 @@ def start_server(tmp: Path, notebooks: Path, data: Path, name: str, **kwargs) ->
 
 
 @pytest.fixture(scope="session")
-def lab(chromium_path, student_notebooks, mnist_root, tmp_path_factory):
+def lab(chromium_path, student_notebooks, notebook_data, tmp_path_factory):
     """`jupyter lab` on a temporary copy of the student notebooks; always shut down."""
-    server = start_server(tmp_path_factory.mktemp("lab"), student_notebooks, mnist_root, "lab")
+    server = start_server(tmp_path_factory.mktemp("lab"), student_notebooks, notebook_data, "lab")
     try:
         yield server
     finally:
@@ -145,12 +146,12 @@ def lab(chromium_path, student_notebooks, mnist_root, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def lab_without_widgets(chromium_path, student_notebooks, mnist_root, tmp_path_factory):
+def lab_without_widgets(chromium_path, student_notebooks, notebook_data, tmp_path_factory):
     """The same, with the widget manager disabled (`jupyter labextension disable`)."""
     server = start_server(
         tmp_path_factory.mktemp("lab-no-widgets"),
         student_notebooks,
-        mnist_root,
+        notebook_data,
         "lab-no-widgets",
         disabled_labextensions=("@jupyter-widgets/jupyterlab-manager",),
     )
