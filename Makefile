@@ -37,7 +37,7 @@ test-fast: setup  ## unit tests only, without the slow ones
 	$(BIN)/python -m pytest -m "not slow"
 
 test-newcomer: setup  ## the fresh-clone path: full data hidden, notebooks + selfcheck + train on data/embedded
-	$(NEWCOMER) $(BIN)/python -m pytest tests/test_notebooks.py tests/test_embedded_data.py tests/e2e
+	$(NEWCOMER) $(BIN)/python -m pytest tests/test_notebooks.py tests/test_embedded_data.py tests/test_student_answers.py tests/e2e
 	$(NEWCOMER) $(BIN)/python -m pytest -m grading_e2e -k selfcheck tests/test_autograder.py
 	rm -rf runs/newcomer-mnist-glow && mkdir -p runs
 	$(NEWCOMER) $(MAKE) train TRAIN_OUT=runs/newcomer-mnist-glow | tee runs/newcomer-train.log

@@ -9,7 +9,7 @@ import pytest
 from student_answers import harness, nb01, nb02, nb03, nb04, nb05, nb06, nb07
 
 CASES = [case for module in (nb01, nb02, nb03, nb04, nb05, nb06, nb07) for case in module.CASES]
-pytestmark = [pytest.mark.slow, pytest.mark.data]
+pytestmark = [pytest.mark.slow]  # the full data where it is found, else data/embedded/
 
 
 def _notebook(case):
@@ -17,7 +17,7 @@ def _notebook(case):
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
-def test_student_answer(case, data_root):
+def test_student_answer(case, notebook_data):
     session = harness.session(_notebook(case))
     visible = session.run(case, "visible")
     hidden = session.run(case, "hidden")
