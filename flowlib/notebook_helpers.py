@@ -116,18 +116,31 @@ def refusing(*targets, why: str, namespace: dict | None = None):
 
 
 @contextmanager
+def _logged(targets, namespace, entry):
+    calls: list = []
+
+    def make(old):
+        def logged(*args, **kwargs):
+            calls.append(entry(args))
+            return old(*args, **kwargs)
+        return logged
+
+    with _swapped(targets, namespace, make):
+        yield calls
+
+
 def recording(*targets, namespace: dict | None = None):
     """While the block runs, record the dtypes of the tensors passed to ``targets``.
 
     Yields a list that gets one tuple of dtypes per call (see :func:`refusing` for targets).
     """
-    calls: list[tuple] = []
+    return _logged(targets, namespace,
+                   lambda args: tuple(a.dtype for a in args if isinstance(a, torch.Tensor)))
 
-    def make(old):
-        def recorded(*args, **kwargs):
-            calls.append(tuple(a.dtype for a in args if isinstance(a, torch.Tensor)))
-            return old(*args, **kwargs)
-        return recorded
 
-    with _swapped(targets, namespace, make):
-        yield calls
+def capturing(*targets, namespace: dict | None = None):
+    """While the block runs, record the arguments ``targets`` are called with.
+
+    Yields a list that gets one ``args`` tuple per call (see :func:`refusing` for targets).
+    """
+    return _logged(targets, namespace, lambda args: args)

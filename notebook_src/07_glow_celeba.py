@@ -15,6 +15,8 @@
 #    attributes that come with CelebA.
 # 4. **Exercise 7.2:** applying a direction: latent arithmetic, then decoding. A slider then
 #    makes a face smile more, or less.
+# 5. **Exercise 7.3:** the direction read as a classifier: score faces by where their latent
+#    lies along it, and see how well the score tells on test faces who smiles.
 #
 # The settings below choose the image size (32, the CPU setting, or 64), the number of bits
 # and the attribute. Change them and run the notebook again.
@@ -236,7 +238,7 @@ def attribute_direction(z, has_attribute):
     return z[mask].mean(dim=0) - z[~mask].mean(dim=0)
     ### END SOLUTION
 
-# %% [tests] nb07_direction_tests points=2
+# %% [tests] nb07_direction_tests points=1
 z = torch.tensor([[1.0, 2.0, 0.0], [3.0, 4.0, 1.0], [5.0, 8.0, 2.0], [7.0, 0.0, 5.0]])
 labels = torch.tensor([1, 0, 1, 0])
 d = attribute_direction(z, labels)
@@ -411,6 +413,117 @@ with needs("Exercise 7.2 (apply a direction)"):
     display(widgets.VBox([attribute_slider, edit_image]))
 
 # %% [markdown]
+# ## The direction as a detector
+#
+# The direction can also be read the other way round: as a classifier. Take the two group
+# means $\mu_S$ and $\bar\mu$ and the point $m = \tfrac12(\mu_S + \bar\mu)$ halfway between
+# them. Score a face by how far its latent lies along the direction, measured from $m$:
+#
+# $$s(z) = \frac{(z - m)\cdot\Delta}{\|\Delta\|}, \qquad \Delta = \mu_S - \bar\mu .$$
+#
+# A face scores above 0 exactly when its latent is closer to $\mu_S$ than to $\bar\mu$, so
+# "$s(z) > 0$" is the nearest-mean classifier. How well it predicts the attribute on faces it
+# has never seen tells how much of the attribute lies along one straight line in the latent
+# space, which is what the edits above rely on.
+#
+# ### Exercise 7.3 (attribute score)
+#
+# Write `attribute_score(z, mean_with, mean_without)`: the score $s$ of every row of `z`, an
+# (N, D) tensor, for the two (D,) means. Return an (N,) tensor of `z`'s dtype, and do not
+# change the inputs.
+
+# %% [solution] nb07_score
+def attribute_score(z, mean_with, mean_without):
+    """Signed distance of each row of ``z`` from the midpoint of the two means, along their difference."""
+    ### BEGIN SOLUTION
+    direction = mean_with - mean_without
+    midpoint = (mean_with + mean_without) / 2
+    return (z - midpoint) @ (direction / direction.norm())
+    ### END SOLUTION
+
+# %% [tests] nb07_score_tests points=1
+z = torch.tensor([[4.0, 6.0], [2.0, -1.0], [0.0, 1.0]])
+with_it, without = torch.tensor([3.0, 1.0]), torch.tensor([1.0, 1.0])     # direction (2, 0), midpoint (2, 1)
+s = attribute_score(z, with_it, without)
+assert isinstance(s, torch.Tensor) and s.shape == (3,), (
+    f"return one score per face, shape (3,), got "
+    f"{tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__}: the dot product sums over "
+    f"the latent dimensions, (z - m) @ u for a (D,) vector u.")
+expected = torch.tensor([2.0, 0.0, -2.0])
+checks.check_close(s, expected, "the scores", [
+    ("wrong sign: the direction is mean_with - mean_without, so faces with the attribute score above 0",
+     -expected),
+    ("measure from the midpoint m = (mean_with + mean_without) / 2, not from the origin: a latent as far "
+     "from both means must score 0", torch.tensor([4.0, 2.0, 0.0])),
+    ("measure from the midpoint m = (mean_with + mean_without) / 2, not from one of the means",
+     torch.tensor([3.0, 1.0, -1.0])),
+    ("measure from the midpoint m = (mean_with + mean_without) / 2, not from one of the means",
+     torch.tensor([1.0, -1.0, -3.0])),
+    ("divide by the length of the direction, ||mean_with - mean_without||, so that the score is a "
+     "distance in latent units", torch.tensor([4.0, 0.0, -4.0])),
+    ("divide by the length of the direction, not by its square", torch.tensor([1.0, 0.0, -1.0])),
+    ("that is a cosine: divide by the length of the direction only, not by the length of z - m too",
+     torch.tensor([2.0 / 29 ** 0.5, 0.0, -1.0])),
+])
+s64 = attribute_score(z.double(), with_it.double(), without.double())
+assert s64.dtype == torch.float64, f"for float64 latents the scores are {s64.dtype}: keep z's dtype."
+assert torch.equal(z[1], torch.tensor([2.0, -1.0])) and torch.equal(with_it, torch.tensor([3.0, 1.0])), (
+    "do not change the inputs.")
+far = attribute_score(torch.tensor([[0.0, 0.0, 30.0]]), torch.tensor([1.0, 0.0, 0.0]), torch.tensor([-1.0, 0.0, 0.0]))
+assert torch.allclose(far, torch.tensor([0.0])), (
+    f"a latent that moves only across the direction keeps its score, expected [0.0], got {far.tolist()}: "
+    f"only the part of z - m along the direction counts.")
+passed("Exercise 7.3 (attribute score)")
+### BEGIN HIDDEN TESTS
+_g = torch.Generator().manual_seed(71)
+for _n, _dim, _dtype in [(9, 7, torch.float64), (4, 3072, torch.float32), (1, 2, torch.float64)]:
+    _z = torch.randn(_n, _dim, generator=_g, dtype=torch.float64)
+    _a, _b = torch.randn(_dim, generator=_g, dtype=torch.float64), torch.randn(_dim, generator=_g, dtype=torch.float64)
+    _d = _a - _b
+    _exp = ((_z - (_a + _b) / 2) * _d).sum(1) / _d.pow(2).sum().sqrt()
+    _zi, _ai, _bi = _z.to(_dtype), _a.to(_dtype), _b.to(_dtype)
+    _keep = (_zi.clone(), _ai.clone(), _bi.clone())
+    _s = attribute_score(_zi, _ai, _bi)
+    assert isinstance(_s, torch.Tensor) and _s.shape == (_n,) and _s.dtype == _dtype, "hidden: shape and dtype"
+    assert torch.allclose(_s.double(), _exp, atol=1e-4 if _dtype == torch.float32 else 1e-10), "hidden: scores"
+    assert all(torch.equal(a, b) for a, b in zip((_zi, _ai, _bi), _keep)), "hidden: inputs unchanged"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# The test faces, scored with the two means of the encoded training faces: one histogram per
+# group, and how often "score above 0" agrees with the label, next to always guessing the
+# larger group.
+
+# %%
+with needs("Exercise 7.3 (attribute score)"), torch.no_grad():
+    torch.manual_seed(0)
+    z_test = encode_flat(model, faces_test.images)
+    truth = faces_test.attributes[:, attr].bool()
+    mask = has_attribute.bool()
+    scores = attribute_score(z_test, z_train[mask].mean(0), z_train[~mask].mean(0))
+    accuracy = ((scores > 0) == truth).float().mean().item()
+    majority = max(truth.float().mean().item(), 1 - truth.float().mean().item())
+    fig, ax = plt.subplots(figsize=(6, 3))
+    bins = torch.linspace(scores.min().item(), scores.max().item(), 30).tolist()
+    ax.hist(scores[truth].tolist(), bins=bins, alpha=0.6, label=f"{ATTRIBUTE}")
+    ax.hist(scores[~truth].tolist(), bins=bins, alpha=0.6, label=f"not {ATTRIBUTE}")
+    ax.axvline(0.0, color="black", linewidth=1)
+    ax.set_xlabel("score s(z)")
+    ax.legend()
+    plt.show()
+    print(f"{len(truth)} test faces: score > 0 agrees with the label for {accuracy:.1%} of them; "
+          f"always guessing the larger group: {majority:.1%}")
+
+# %% [markdown]
+# With the shipped `celeba32_glow` the two histograms overlap, but their bulks lie on either
+# side of 0, and the score beats guessing the larger group by a clear margin without coming
+# close to perfect: much of *Smiling*, not all of it, lies along this one line. The
+# nearest-mean rule ignores how the latents spread within each group; a classifier that
+# weighs the dimensions by that spread (logistic regression, or Glow's own `class_logits`
+# when the model is trained with labels) may separate the groups better, but its direction
+# would no longer be the one the edits above move along.
+
+# %% [markdown]
 # Try another attribute: set `ATTRIBUTE` at the top to `"Eyeglasses"`, `"Blond_Hair"` or
 # `"Young"`, and run the notebook again. Two things to keep in mind. The direction is only as
 # good as the data: attributes that come together in the photographs (blond hair and
@@ -427,6 +540,9 @@ with needs("Exercise 7.2 (apply a direction)"):
 # * Because a flow's encoder is exact, averages of latents mean something: the difference of
 #   the mean latents of two groups of faces is a direction that changes one attribute, and
 #   latent arithmetic followed by decoding applies it to any face.
+# * Read the other way, the same direction is a nearest-mean classifier: the score along it
+#   tells test faces with the attribute from those without better than guessing the larger
+#   group, though far from perfectly.
 #
 # That is the end of the course: from the change-of-variables formula in notebook 1 to a
 # model that makes faces smile.

@@ -327,7 +327,7 @@ def test_split_prior_is_the_conditional_gaussian():
     x = randn(3, 4, 2, 2)
     z, ld = layer(x)
     a, b = x.chunk(2, 1)
-    mean, log_sd = layer._mean_log_sd(a)
+    mean, log_sd = layer.mean_log_sd(a)
     expected = torch.distributions.Normal(mean, log_sd.exp()).log_prob(b).flatten(1).sum(1)
     std_normal = torch.distributions.Normal(0.0, 1.0).log_prob(z[:, 2:]).flatten(1).sum(1)
     assert torch.allclose(std_normal + ld, expected)

@@ -37,13 +37,13 @@ def test_student_answer(case, notebook_data):
 def test_every_graded_exercise_has_cases():
     """At least five wrong answers and two correct ones for every graded exercise.
 
-    The course has 20, each with one graded test cell.
+    The course has 21, each with one graded test cell.
     """
     paths = sorted(harness.ROOT.glob("solutions/[0-9]*/*.ipynb"))
     cells = [meta for path in paths for _, meta in harness._cells(path)]
     exercises = [meta["grade_id"] for meta in cells if meta.get("solution")]
     graded = [meta["grade_id"] for meta in cells if meta.get("grade")]
-    assert len(exercises) == len(graded) == 20, (exercises, graded)
+    assert len(exercises) == len(graded) == 21, (exercises, graded)
     counts = {ex: [0, 0] for ex in exercises}
     for case in CASES:
         counts[case.exercise][case.hint is None] += 1

@@ -35,21 +35,22 @@ class Split(nn.Module):
         self.channels = channels
         self.prior = ZeroConv2d(channels // 2, channels)
 
-    def _mean_log_sd(self, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def mean_log_sd(self, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The prior of the second half given the first half ``a``: ``(mean, log_sd)``."""
         h = self.prior(a)
         return h[:, 0::2], h[:, 1::2]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         expect_channels(x, "Split", self.channels)
         a, b = x.chunk(2, dim=1)
-        mean, log_sd = self._mean_log_sd(a)
+        mean, log_sd = self.mean_log_sd(a)
         b = (b - mean) * torch.exp(-log_sd)
         return torch.cat([a, b], dim=1), -sum_except_batch(log_sd)
 
     def inverse(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         expect_channels(z, "Split", self.channels)
         a, b = z.chunk(2, dim=1)
-        mean, log_sd = self._mean_log_sd(a)
+        mean, log_sd = self.mean_log_sd(a)
         b = b * torch.exp(log_sd) + mean
         return torch.cat([a, b], dim=1), sum_except_batch(log_sd)
 

@@ -1,10 +1,10 @@
-"""Students' answers to notebook 06 (Glow's flow step, the multi-scale encoder, resampling a level)."""
+"""Students' answers to notebook 06 (Glow's flow step, the multi-scale encoder, sampling through the priors)."""
 # ruff: noqa: E501 (each answer is written on the lines a student would write it on)
 from .harness import Case
 
 STEP = "nb06_flow_step"
 ENCODE = "nb06_encode"
-RESAMPLE = "nb06_resample"
+SAMPLE = "nb06_sample"
 
 STEP_FWD = """h, logdet_actnorm = self.{a}(x)
 h, logdet_conv = self.{b}(h)
@@ -41,15 +41,25 @@ def _encode(split=SPLIT, top=TOP):
     return {0: ENC.format(split=split, top=top)}
 
 
-RES = """new = list(latents)
-old = latents[level]
-noise = {noise}
-new[level] = {value}
-return new"""
+SAMPLER = """def noise(shape):
+    {noise}
+
+h = noise(glow.latent_shapes[-1])
+if glow.top_prior is not None:
+    mean, log_sd = glow.top_prior.mean_log_sd(n)
+    h = {top}
+h, _ = glow.levels[-1].inverse(h)
+for level in reversed(range(len(glow.splits))):
+    mean, log_sd = glow.splits[level].mean_log_sd(h)
+    b = {split}
+    h, _ = glow.levels[level].inverse({cat})
+{out}"""
+NOISE = "return temperature * torch.randn((n, *shape), generator=generator, dtype=glow.dtype).to(glow.device)"
 
 
-def _resample(noise="torch.randn(old.shape, generator=generator, dtype=old.dtype)", value="temperature * noise"):
-    return {0: RES.format(noise=noise, value=value)}
+def _sampler(noise=NOISE, top="mean + torch.exp(log_sd) * h", split="mean + torch.exp(log_sd) * noise(glow.latent_shapes[level])",
+             cat="torch.cat([h, b], dim=1)", out="x, _ = glow.dequantize.inverse(h)\nreturn x"):
+    return {0: SAMPLER.format(noise=noise, top=top, split=split, cat=cat, out=out)}
 
 
 CASES = [
@@ -125,23 +135,52 @@ latents.append(h)"""}),
     Case(ENCODE, "top latent first", {0: ENC.format(split=SPLIT, top=TOP).replace("latents.append(h)", "latents.insert(0, h)")},
          "latent 0 has shape"),
     # Exercise 6.3
-    Case(RESAMPLE, "torch.randn with a device", _resample(
-        noise="torch.randn(*old.shape, generator=generator, dtype=old.dtype).to(old.device)")),
-    Case(RESAMPLE, "a list comprehension", {0: """noise = torch.randn(latents[level].shape, generator=generator, dtype=latents[level].dtype)
-return [noise * temperature if i == level % len(latents) else z for i, z in enumerate(latents)]"""}),
-    Case(RESAMPLE, "noise added to the old latent", _resample(value="old + temperature * noise"),
-         "do not add the noise to it"),
-    Case(RESAMPLE, "randn_like", _resample(noise="torch.randn_like(old)"), "draw it from the generator you are given"),
-    Case(RESAMPLE, "float32 noise", _resample(noise="torch.randn(old.shape, generator=generator)"),
-         "draw the noise in the old latent's dtype"),
-    Case(RESAMPLE, "changes the list", {0: """latents[level] = temperature * torch.randn(latents[level].shape, generator=generator,
-                                             dtype=latents[level].dtype)
-return latents"""}, "do not change the list you are given"),
-    Case(RESAMPLE, "in place", {0: """new = list(latents)
-new[level] = latents[level].normal_(generator=generator).mul_(temperature)
-return new"""}, "do not change the latents you are given in place"),
-    Case(RESAMPLE, "temperature squared", _resample(value="temperature ** 2 * noise"),
-         "standard deviation = temperature"),
-    Case(RESAMPLE, "every level", {0: """return [temperature * torch.randn(z.shape, generator=generator, dtype=z.dtype) for z in latents]"""},
-         "every level except `level` must stay as it was"),
+    Case(SAMPLE, "through the priors' inverses", {0: """h = temperature * torch.randn((n, *glow.latent_shapes[-1]), generator=generator, dtype=glow.dtype).to(glow.device)
+if glow.top_prior is not None:
+    h, _ = glow.top_prior.inverse(h)
+h, _ = glow.levels[-1].inverse(h)
+for l in range(len(glow.splits) - 1, -1, -1):
+    b = temperature * torch.randn((n, *glow.latent_shapes[l]), generator=generator, dtype=glow.dtype).to(glow.device)
+    h, _ = glow.splits[l].inverse(torch.cat([h, b], dim=1))
+    h, _ = glow.levels[l].inverse(h)
+return glow.dequantize.inverse(h)[0]"""}),
+    Case(SAMPLE, "zip over the reversed levels", {0: """shapes = glow.latent_shapes
+eps = torch.randn(n, *shapes[-1], generator=generator, dtype=glow.dtype)
+h = temperature * eps.to(glow.device)
+if glow.top_prior:
+    m, s = glow.top_prior.mean_log_sd(n)
+    h = m + s.exp() * h
+for flow, split, shape in zip(reversed(glow.levels), [None, *reversed(glow.splits)], [None, *reversed(shapes[:-1])]):
+    if split is not None:
+        m, s = split.mean_log_sd(h)
+        eps = torch.randn(n, *shape, generator=generator, dtype=glow.dtype)
+        h = torch.cat([h, m + s.exp() * temperature * eps.to(glow.device)], 1)
+    h = flow.inverse(h)[0]
+return glow.dequantize.inverse(h)[0]"""}),
+    Case(SAMPLE, "noise drawn finest first", {0: SAMPLER.replace("def noise(shape):\n    {noise}", """eps = [temperature * torch.randn((n, *s), generator=generator, dtype=glow.dtype) for s in glow.latent_shapes]
+noise = lambda shape: eps[[tuple(s) for s in glow.latent_shapes].index(tuple(shape))]""").format(
+        top="mean + torch.exp(log_sd) * h", split="mean + torch.exp(log_sd) * noise(glow.latent_shapes[level])",
+        cat="torch.cat([h, b], dim=1)", out="return glow.dequantize.inverse(h)[0]")},
+         "drawn finest level first"),
+    Case(SAMPLE, "calls glow.sample", {0: "return glow.sample(n, temperature, generator=generator)"},
+         "asks you to write the sampler"),
+    Case(SAMPLE, "no top prior", _sampler(top="h"), "the top latent is wrong"),
+    Case(SAMPLE, "temperature scales the mean", _sampler(
+        noise="return torch.randn((n, *shape), generator=generator, dtype=glow.dtype).to(glow.device)",
+        top="temperature * (mean + torch.exp(log_sd) * h)"), "at T = 0 it is the mean, not 0"),
+    Case(SAMPLE, "log_sd not exponentiated", _sampler(top="mean + log_sd * h", split="mean + log_sd * noise(glow.latent_shapes[level])"),
+         "T * exp(log_sd) * eps"),
+    Case(SAMPLE, "no split prior", _sampler(split="noise(glow.latent_shapes[level])"),
+         "the half set aside at split"),
+    Case(SAMPLE, "halves swapped", _sampler(cat="torch.cat([b, h], dim=1)"), "the halves are swapped"),
+    Case(SAMPLE, "no dequantize inverse", _sampler(out="return h"), "not whole grey levels"),
+    Case(SAMPLE, "randn_like", _sampler(noise="return temperature * torch.randn_like(torch.zeros(n, *shape, dtype=glow.dtype))"),
+         "draw every eps from the generator you are given"),
+    Case(SAMPLE, "float32 noise", _sampler(noise="return temperature * torch.randn((n, *shape), generator=generator).to(glow.device)"),
+         "dtype=glow.dtype"),
+    Case(SAMPLE, "temperature squared", _sampler(
+        noise="return temperature ** 2 * torch.randn((n, *shape), generator=generator, dtype=glow.dtype).to(glow.device)"),
+         "T * exp(log_sd) * eps"),
+    Case(SAMPLE, "top prior assumed", {0: _sampler()[0].replace("if glow.top_prior is not None:\n    mean", "if True:\n    mean")},
+         "learn_top_prior=False"),
 ]

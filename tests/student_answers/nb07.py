@@ -1,9 +1,11 @@
-"""Students' answers to notebook 07 (an attribute direction in Glow's latent space, and using it)."""
+"""Students' answers to notebook 07 (an attribute direction in Glow's latent space, using it, and scoring with it)."""
 # ruff: noqa: E501 (each answer is written on the lines a student would write it on)
 from .harness import Case
 
 DIRECTION = "nb07_direction"
 APPLY = "nb07_apply"
+SCORE = "nb07_score"
+MID = "m = (mean_with + mean_without) / 2\nd = mean_with - mean_without\n"
 
 APPLY_BODY = """sizes = [math.prod(shape) for shape in model.latent_shapes]
 pieces = direction.to(latents[0]).split(sizes)
@@ -65,4 +67,19 @@ return [z + alpha * piece.view(1, *shape) for z, piece, shape in zip(latents, pi
          "return the decoded images"),
     Case(APPLY, "subtracts", _apply(moved="z - alpha * piece.view(1, *shape)"),
          "of the pixels differ from decode(z + alpha * direction)"),
+    # Exercise 7.3
+    Case(SCORE, "sum over the product", {0: "d = mean_with - mean_without\nreturn ((z - (mean_with + mean_without) / 2) * d).sum(dim=1) / d.norm()"}),
+    Case(SCORE, "unit vector first", {0: """u = torch.nn.functional.normalize(mean_with - mean_without, dim=0)
+return z @ u - ((mean_with + mean_without) / 2) @ u"""}),
+    Case(SCORE, "einsum", {0: MID + 'return torch.einsum("nd,d->n", z - m, d) / torch.linalg.vector_norm(d)'}),
+    Case(SCORE, "wrong sign", {0: MID + "return (z - m) @ (-d) / d.norm()"}, "wrong sign"),
+    Case(SCORE, "from the origin", {0: MID + "return z @ d / d.norm()"}, "not from the origin"),
+    Case(SCORE, "from the mean without", {0: MID + "return (z - mean_without) @ d / d.norm()"}, "not from one of the means"),
+    Case(SCORE, "not normalised", {0: MID + "return (z - m) @ d"}, "divide by the length of the direction, ||"),
+    Case(SCORE, "squared norm", {0: MID + "return (z - m) @ d / d.norm() ** 2"}, "not by its square"),
+    Case(SCORE, "cosine similarity", {0: MID + "return torch.nn.functional.cosine_similarity(z - m, d.unsqueeze(0), dim=1)"},
+         "that is a cosine"),
+    Case(SCORE, "no sum", {0: MID + "return (z - m) * d / d.norm()"}, "return one score per face"),
+    Case(SCORE, "in place", {0: MID + "z -= m\nreturn z @ d / d.norm()"}, "do not change the inputs"),
+    Case(SCORE, "float32", {0: MID + "return ((z - m) @ d / d.norm()).float()"}, "keep z's dtype"),
 ]
