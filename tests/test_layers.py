@@ -333,6 +333,19 @@ def test_split_prior_is_the_conditional_gaussian():
     assert torch.allclose(std_normal + ld, expected)
 
 
+def test_prior_parameters_say_what_they_take():
+    split, top = Split(4), LearnedPrior(2)
+    expected = r"half of the channels that stays.*\(batch, 2, H, W\); got \(3, 4, 2, 2\)"
+    with pytest.raises(ValueError, match=expected):
+        split.mean_log_sd(torch.zeros(3, 4, 2, 2))
+    with pytest.raises(ValueError, match="half of the channels"):
+        split.mean_log_sd(torch.zeros(2, 2, 2))
+    with pytest.raises(TypeError, match="takes the batch size, an int such as n, got Tensor"):
+        top.mean_log_sd(torch.zeros(3, 2, 1, 1))
+    mean, log_sd = top.mean_log_sd(3)
+    assert mean.shape == log_sd.shape == (3, 2, 1, 1)
+
+
 def test_learned_prior_class_conditional_needs_labels():
     prior = LearnedPrior(2, n_classes=3)
     with pytest.raises(ValueError, match="pass the labels as y="):

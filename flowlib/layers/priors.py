@@ -37,6 +37,12 @@ class Split(nn.Module):
 
     def mean_log_sd(self, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The prior of the second half given the first half ``a``: ``(mean, log_sd)``."""
+        half = self.channels // 2
+        if a.dim() != 4 or a.shape[1] != half:
+            raise ValueError(
+                f"Split.mean_log_sd takes the half of the channels that stays, a tensor of "
+                f"shape (batch, {half}, H, W); got {tuple(a.shape)}."
+            )
         h = self.prior(a)
         return h[:, 0::2], h[:, 1::2]
 
@@ -75,6 +81,12 @@ class LearnedPrior(nn.Module):
             nn.init.zeros_(self.class_params.bias)
 
     def mean_log_sd(self, batch: int, y: torch.Tensor | None = None):
+        """``(mean, log_sd)``, each of shape (batch, channels, 1, 1)."""
+        if isinstance(batch, bool) or not isinstance(batch, int):
+            raise TypeError(
+                f"LearnedPrior.mean_log_sd takes the batch size, an int such as n, "
+                f"got {type(batch).__name__}."
+            )
         h = self.params.expand(batch, -1, -1, -1)
         if self.n_classes:
             if y is None:

@@ -181,6 +181,10 @@ noise = lambda shape: eps[[tuple(s) for s in glow.latent_shapes].index(tuple(sha
     Case(SAMPLE, "temperature squared", _sampler(
         noise="return temperature ** 2 * torch.randn((n, *shape), generator=generator, dtype=glow.dtype).to(glow.device)"),
          "T * exp(log_sd) * eps"),
+    Case(SAMPLE, "top level not undone", {0: _sampler()[0].replace("h, _ = glow.levels[-1].inverse(h)\n", "")},
+         "Split.mean_log_sd takes the half of the channels that stays"),
+    Case(SAMPLE, "top prior given the latent", {0: _sampler()[0].replace("glow.top_prior.mean_log_sd(n)", "glow.top_prior.mean_log_sd(h)")},
+         "takes the batch size, an int such as n"),
     Case(SAMPLE, "top prior assumed", {0: _sampler()[0].replace("if glow.top_prior is not None:\n    mean", "if True:\n    mean")},
          "learn_top_prior=False"),
 ]
