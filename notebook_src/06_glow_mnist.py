@@ -635,6 +635,16 @@ try:
 except AttributeError as err:
     raise AssertionError(f"{NO_TOP} ({err}).") from None
 assert torch.equal(x, told(no_top, 0.9, 3)), f"{NO_TOP}."
+one_level = perturb_(Glow((1, 4, 4), K=1, L=1, hidden=8), seed=7)     # float32, and no split at all
+IN_DTYPE = "draw the noise in the model's dtype, torch.randn(..., dtype=glow.dtype)"
+try:
+    x, _ = yours(one_level, 0.7, 4)
+except RuntimeError as err:
+    raise AssertionError(f"a float32 Glow with one level failed: {IN_DTYPE} ({err}).") from None
+assert x.dtype == torch.float32, f"a float32 Glow gave {x.dtype} samples: {IN_DTYPE}."
+assert (x != told(one_level, 0.7, 4)).double().mean() <= 1e-2, (
+    "the samples of a float32 Glow with one level (no split: only the top prior) differ from "
+    "glow.decode of the same noise.")
 passed("Exercise 6.3 (sample through the learned priors)")
 ### BEGIN HIDDEN TESTS
 import importlib, flowlib.checks, flowlib.notebook_helpers

@@ -178,6 +178,8 @@ noise = lambda shape: eps[[tuple(s) for s in glow.latent_shapes].index(tuple(sha
          "draw every eps from the generator you are given"),
     Case(SAMPLE, "float32 noise", _sampler(noise="return temperature * torch.randn((n, *shape), generator=generator).to(glow.device)"),
          "dtype=glow.dtype"),
+    Case(SAMPLE, "float64 noise always", _sampler(noise="return temperature * torch.randn((n, *shape), generator=generator, dtype=torch.float64)"),
+         "draw the noise in the model's dtype"),
     Case(SAMPLE, "temperature squared", _sampler(
         noise="return temperature ** 2 * torch.randn((n, *shape), generator=generator, dtype=glow.dtype).to(glow.device)"),
          "T * exp(log_sd) * eps"),
