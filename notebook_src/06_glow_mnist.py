@@ -556,21 +556,24 @@ def yours(glow, temperature, seed, n=3):
     return x, [calls[0][0] if calls else None for calls in seen]
 
 
-def told(glow, temperature, seed, n=3, top_first=True, dtype=None):
-    """glow.decode of standardised latents T * eps, eps drawn top first (or finest first)."""
+def drawn(glow, seed, n=3, top_first=True, dtype=None):
+    """One eps per level (level 0 first), drawn top first (or finest first) from a seeded generator."""
     g = torch.Generator().manual_seed(seed)
     order = range(len(glow.latent_shapes))
     eps = {l: torch.randn((n, *glow.latent_shapes[l]), generator=g, dtype=dtype or glow.dtype)
            for l in (reversed(order) if top_first else order)}
-    return glow.decode([temperature * eps[l].to(glow.dtype) for l in order])
+    return [eps[l].to(glow.dtype) for l in order]
+
+
+def told(glow, temperature, seed, n=3, top_first=True, dtype=None):
+    """glow.decode of the standardised latents T * eps."""
+    return glow.decode([temperature * e for e in drawn(glow, seed, n, top_first, dtype)])
 
 
 def diagnose(glow, inputs, temperature, seed):
     """Which step made the levels' inputs differ from the told walk's: a hint, or None."""
-    g = torch.Generator().manual_seed(seed)
-    eps = {l: temperature * torch.randn((3, *glow.latent_shapes[l]), generator=g, dtype=glow.dtype)
-           for l in reversed(range(len(glow.latent_shapes)))}
-    top = glow.top_prior.inverse(eps[len(eps) - 1])[0]
+    eps = [temperature * e for e in drawn(glow, seed)]
+    top = glow.top_prior.inverse(eps[-1])[0]
     if inputs[-1] is None or inputs[-1].shape != top.shape:
         return f"glow.levels[-1].inverse must get the top latent, of shape {(3, *glow.latent_shapes[-1])}"
     if not torch.allclose(inputs[-1], top):
