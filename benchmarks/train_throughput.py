@@ -2,7 +2,7 @@
 
     python benchmarks/train_throughput.py        # MNIST and CelebA-32, ~4 minutes on 2 CPU cores
     python benchmarks/train_throughput.py --quick    # fewer, shorter windows (~1 minute)
-    python benchmarks/train_throughput.py --config mnist --device cuda
+    python benchmarks/train_throughput.py --config mnist --device cuda --batch 1024
 
 For each architecture it builds flowlib's Glow as ``flowlib train`` runs it (channels_last
 on the CPU, coupling networks in bfloat16 where the CPU computes it natively), the same
@@ -261,6 +261,9 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=None, help="warm-up steps per model")
     parser.add_argument("--windows", type=int, default=None, help="timed windows per model")
     parser.add_argument("--steps", type=int, default=None, help="training steps per window")
+    parser.add_argument(
+        "--batch", type=int, default=None, help="training batch size (default: the config's, 64)"
+    )
     parser.add_argument("--n-samples", dest="n_samples", type=int, default=64)
     parser.add_argument("--sample-windows", dest="sample_windows", type=int, default=None)
     parser.add_argument(
@@ -297,7 +300,8 @@ def main(argv=None):
     malloc = "tuned" if all(os.environ.get(k) for k in MALLOC_ENV) else "default"
     print(f"torch {torch.__version__} on {where}; glibc malloc {malloc}")
     for name in CONFIGS if args.config == "all" else [args.config]:
-        bench_config(name, CONFIGS[name], args, device)
+        cfg = dict(CONFIGS[name], batch=args.batch or CONFIGS[name]["batch"])
+        bench_config(name, cfg, args, device)
 
 
 if __name__ == "__main__":

@@ -201,6 +201,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="the code's git commit (default: this checkout's HEAD; give it where there is "
         "no .git)",
     )
+    p.add_argument(
+        "--device",
+        default=None,
+        help="evaluate the whole test set here, e.g. cuda (default: cpu; the regression "
+        "subset is always evaluated on the CPU)",
+    )
+    p.add_argument(
+        "--to", dest="out_dir", default=None, help="write NAME.pt here (default: data/pretrained)"
+    )
     p.add_argument("--data-root", dest="data_root", default=None)
     p.set_defaults(func=cmd_export)
     return parser
@@ -347,6 +356,8 @@ def cmd_export(args) -> int:
         hardware=args.hardware,
         commit=args.commit,
         data_root=args.data_root,
+        device=args.device,
+        out_dir=args.out_dir,
     )
     return 0
 

@@ -19,6 +19,7 @@ import torch
 from .checkpoints import load_checkpoint, read_checkpoint, save_checkpoint
 from .data import dataset_info, repo_data_dir
 from .metrics import evaluate_bpd
+from .runtime import resolve_device
 from .train_config import TrainConfig
 
 SUBSET_IMAGES = 500  # the regression subset: the first 500 test images
@@ -109,20 +110,27 @@ def export(
     importance_samples: int = 8,
     data_root=None,
     commit: str | None = None,
+    device=None,
+    out_dir=None,
     log=print,
 ) -> Path:
-    """Evaluate a run's last checkpoint and write it to ``data/pretrained/<name>.pt``.
+    """Evaluate a run's last checkpoint and write it to ``data/pretrained/<name>.pt``
+    (or to ``out_dir/<name>.pt``, to look at before shipping).
 
     ``command``: the exact training command(s); ``data``: which data it saw; ``commit``:
-    the code's git commit (default: this checkout's HEAD, "unknown" without git).
+    the code's git commit (default: this checkout's HEAD, "unknown" without git);
+    ``device``: where the whole test set is evaluated (default: the CPU). The regression
+    subset is always evaluated on the CPU, where :func:`check` re-evaluates it.
     """
     model, ckpt = load_checkpoint(run, map_location="cpu")
     images = _full_test_images(ckpt, data_root, "Shipping a checkpoint")
+    where = resolve_device(device or "cpu")
     log(
         f"{name}: evaluating on {len(images)} test images with {importance_samples} "
-        f"importance samples ..."
+        f"importance samples on {where} ..."
     )
-    full = evaluate(model, images, importance_samples)
+    full = evaluate(model.to(where), images, importance_samples)
+    model.cpu()
     subset = evaluate(model, images, importance_samples, max_images=SUBSET_IMAGES)
     train_config = dict(ckpt.get("train_config") or {}, data_root=None, out=None)
     record = dict(
@@ -136,13 +144,15 @@ def export(
         wall_time_s=round(ckpt.get("wall_time") or 0.0),
         hardware=hardware or ckpt.get("hardware") or _this_machine(),
         test_images=len(images),
+        evaluated_on=torch.cuda.get_device_name(where) if where.type == "cuda" else "cpu",
         importance_samples=importance_samples,
         test_bpd=full,
         subset_images=min(SUBSET_IMAGES, len(images)),
         subset_bpd=subset,
     )
+    target = pretrained_path(name)
     path = save_checkpoint(
-        pretrained_path(name),
+        Path(out_dir) / target.name if out_dir else target,
         model,
         train_config=TrainConfig(**train_config),
         step=ckpt.get("step"),

@@ -51,6 +51,7 @@ def test_export_records_how_it_was_made_and_loads_in_one_call(exported, tmp_path
     assert (
         record["steps"] == 5 and record["test_images"] == 10_000 and record["subset_images"] == 64
     )
+    assert record["evaluated_on"] == "cpu"  # the default; --device cuda evaluates on a GPU
     ckpt = C.read_checkpoint(exported)
     assert (
         ckpt["optimizer"] is None and ckpt["train_config"]["data_root"] is None
@@ -74,6 +75,26 @@ def test_export_takes_the_commit_where_there_is_no_git(exported, tmp_path, mnist
         log=lambda *a: None,
     )
     assert P.load_pretrained("mnist_glow")[1]["commit"] == "f" * 40
+
+
+@pytest.mark.data
+def test_export_to_another_folder_leaves_the_shipped_file_alone(exported, tmp_path, mnist_root):
+    before = exported.read_bytes()
+    argv = ["export", str(tmp_path / "run"), "mnist_glow", "--command", "c", "--data", "d"]
+    assert main([*argv, "--to", str(tmp_path / "look"), "--data-root", str(mnist_root)]) == 0
+    assert exported.read_bytes() == before
+    model, ckpt = C.load_checkpoint(tmp_path / "look" / "mnist_glow.pt")
+    assert ckpt["pretrained"]["command"] == "c" and isinstance(model, models.Glow)
+
+
+@pytest.mark.data
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message where there is no GPU")
+def test_export_on_a_missing_gpu_says_so_and_writes_nothing(exported, tmp_path, capsys):
+    before = exported.read_bytes()
+    argv = ["export", str(tmp_path / "run"), "mnist_glow", "--command", "c", "--data", "d"]
+    assert main([*argv, "--device", "cuda"]) == 2
+    assert "CUDA is not available here (use --device cpu)" in capsys.readouterr().err
+    assert exported.read_bytes() == before
 
 
 @pytest.mark.data
