@@ -25,7 +25,7 @@ from pathlib import Path
 
 from . import gradebook as course_gradebook
 from . import kernel_sandbox
-from .collect import Collection, Rejected, Submission, collect
+from .collect import Collection, Rejected, Submission, check_sources, collect
 from .course import Course, GradingError, load_config
 from .held import held_feedback
 from .job import JobSpec
@@ -90,6 +90,7 @@ def grade(
     if options.jobs < 1:
         raise GradingError("--jobs must be at least 1")
     timeout = options.timeout or int(load_config(course).Execute.timeout or 300)
+    check_sources(sources)  # a mistyped path is reported before anything else is asked for
     if options.sandbox:
         try:
             kernel_sandbox.require()

@@ -81,20 +81,27 @@ class Collection:
     rejected: list[Rejected] = field(default_factory=list)
 
 
+def check_sources(sources: list[Path]) -> None:
+    """Raise GradingError for a source that is neither a folder nor a .zip file."""
+    for source in map(Path, sources):
+        if source.is_dir() or (source.is_file() and zipfile.is_zipfile(source)):
+            continue
+        if source.exists():
+            raise GradingError(f"{source} is neither a folder nor a .zip file")
+        raise GradingError(f"no such folder or file: {source}")
+
+
 def collect(sources: list[Path], notebooks: list[str], unpack_dir: Path) -> Collection:
     """All submissions in ``sources`` (folders or .zip files) for the given notebooks."""
+    check_sources(sources)
     found = Collection()
     for n, source in enumerate(sources):
         source = Path(source)
         if source.is_dir():
             _collect_folder(source, source.name, notebooks, found)
-        elif source.is_file() and zipfile.is_zipfile(source):
+        else:
             folder = _unzip(source, unpack_dir / f"{n}-{source.stem}")
             _collect_folder(folder, source.name, notebooks, found)
-        elif source.is_file():
-            raise GradingError(f"{source} is neither a folder nor a .zip file")
-        else:
-            raise GradingError(f"no such folder or file: {source}")
     _split_canvas_names(found)
     _keep_newest(found)
     return found

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from train_throughput import CONFIGS, _maybe_reexec, cpu_name, flowlib_glow, train_steps
+from train_throughput import CONFIGS, cpu_name, flowlib_glow, train_steps, tune_malloc
 
 
 def main(argv=None):
@@ -28,7 +28,7 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=10, help="training steps per window")
     parser.add_argument("--no-malloc-tuning", dest="no_malloc_tuning", action="store_true")
     args = parser.parse_args(argv)
-    _maybe_reexec(args)
+    tune_malloc(args)
 
     import torch
 

@@ -7,7 +7,7 @@ channels-last view) against the formula written out with mean/var, on the activa
 of the multi-scale flow's first level (batch 128, 32 channels, 28x28), in both memory
 layouts, interleaving the two window by window; then a full training step of the UvA
 multi-scale flow (batch 128, channels_last, as ``flowlib train`` runs on the CPU) with
-each. Prints medians. Run it with the malloc tuning of train_throughput.py for steady figures.
+each. Prints medians. Keeps freed memory for reuse as `flowlib train` does.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import torch
 
 from flowlib.layers import LayerNormChannels
 from flowlib.models import build_model
+from flowlib.runtime import keep_freed_memory
 
 
 def spelled_out(norm: LayerNormChannels, x: torch.Tensor) -> torch.Tensor:
@@ -40,6 +41,7 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=5)
     parser.add_argument("--steps", type=int, default=4, help="training steps per window")
     args = parser.parse_args()
+    keep_freed_memory()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
 
     norm = LayerNormChannels(32)

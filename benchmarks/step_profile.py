@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from collections import defaultdict
 
-from train_throughput import CONFIGS, _maybe_reexec, cpu_name, flowlib_glow, train_steps
+from train_throughput import CONFIGS, cpu_name, flowlib_glow, train_steps, tune_malloc
 
 
 def kind_of(op: str) -> str:
@@ -78,7 +78,7 @@ def main(argv=None):
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--no-malloc-tuning", dest="no_malloc_tuning", action="store_true")
     args = parser.parse_args(argv)
-    _maybe_reexec(args)
+    tune_malloc(args)
 
     import torch
 

@@ -21,8 +21,9 @@ priors, which flowlib's Glow has (a zero-initialised 3x3 conv per split), so
 flowlib does a little more work per step.
 
 glibc's malloc returns big freed buffers to the OS after every step, which makes CPU
-steps slower and noisy; unless ``--no-malloc-tuning`` is given the script re-runs
-itself with MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_ and MALLOC_TOP_PAD_ set.
+steps slower and noisy; unless ``--no-malloc-tuning`` is given the script keeps freed
+memory for reuse as ``flowlib train`` does (``flowlib.runtime.keep_freed_memory``), for
+every model of the run alike.
 """
 
 from __future__ import annotations
@@ -30,14 +31,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
-
-MALLOC_ENV = {
-    "MALLOC_MMAP_THRESHOLD_": "1000000000",
-    "MALLOC_TRIM_THRESHOLD_": "1000000000",
-    "MALLOC_TOP_PAD_": "1000000000",
-}
 
 CONFIGS = {
     "mnist": dict(shape=(1, 28, 28), n_bits=8, K=8, L=2, hidden=128, batch=64),
@@ -61,10 +55,11 @@ def cpu_name() -> str:
     return f"{name} ({'with' if cpu_has_bf16() else 'without'} native bf16)"
 
 
-def _maybe_reexec(args) -> None:
-    if args.no_malloc_tuning or all(os.environ.get(k) for k in MALLOC_ENV):
-        return
-    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MALLOC_ENV})
+def tune_malloc(args) -> str:
+    """Keep freed memory as ``flowlib train`` does, unless ``--no-malloc-tuning``."""
+    from flowlib.runtime import keep_freed_memory
+
+    return "tuned" if not args.no_malloc_tuning and keep_freed_memory() else "default"
 
 
 # --------------------------------------------------------------------------- models
@@ -279,7 +274,7 @@ def main(argv=None):
         help="leave glibc malloc at its defaults",
     )
     args = parser.parse_args(argv)
-    _maybe_reexec(args)
+    malloc = tune_malloc(args)
     args.warmup = args.warmup or (3 if args.quick else 5)
     args.windows = args.windows or (3 if args.quick else 5)
     args.steps = args.steps or (5 if args.quick else 10)
@@ -297,7 +292,6 @@ def main(argv=None):
         if device.type == "cuda"
         else f"{cpu_name()}, {torch.get_num_threads()} threads, {os.cpu_count()} cores"
     )
-    malloc = "tuned" if all(os.environ.get(k) for k in MALLOC_ENV) else "default"
     print(f"torch {torch.__version__} on {where}; glibc malloc {malloc}")
     for name in CONFIGS if args.config == "all" else [args.config]:
         cfg = dict(CONFIGS[name], batch=args.batch or CONFIGS[name]["batch"])

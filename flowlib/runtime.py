@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import platform
 import signal
 import sys
 
@@ -19,6 +21,28 @@ def resolve_device(name: str | None = None) -> torch.device:
             raise ValueError(f"--device {name}: CUDA is not available here (use --device cpu).")
         return device
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# glibc's mallopt parameters, and the value (1e9 bytes) given to each of them
+_MALLOPT = {"M_TRIM_THRESHOLD": -1, "M_TOP_PAD": -2, "M_MMAP_THRESHOLD": -3}
+MALLOC_KEEP = 1_000_000_000
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc's malloc keep freed memory for reuse; returns whether it could.
+
+    By default glibc serves big tensors with fresh mappings and hands them back to the OS
+    when they are freed, so every CPU training step faults its activations in again. With
+    the thresholds at 1e9 bytes they come from the heap and stay there. Process-wide: only
+    ``flowlib train`` and the benchmarks call it, never a notebook.
+    """
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    return all([mallopt(param, MALLOC_KEEP) == 1 for param in _MALLOPT.values()])
 
 
 def seed_for(seed: int, rank: int, step: int) -> int:

@@ -52,7 +52,8 @@ Behaviour worth knowing:
   AVX512-BF16, off elsewhere unless asked for); everything else, log-dets and loss
   included, stays in float32, and evaluation and sampling run in full precision.
   ``grad_checkpoint`` recomputes the coupling networks in the backward pass instead of
-  keeping their activations (less memory, more time).
+  keeping their activations (less memory, more time). ``compile`` fuses the UvA flows'
+  ConcatELUs with ``torch.compile`` during training steps (evaluation stays eager).
 * **torchrun.** With ``WORLD_SIZE`` in the environment, the process group is initialised
   (nccl on CUDA, gloo on CPU), ActNorm is initialised on every rank (its statistics are
   averaged over ranks) before the model is wrapped in DistributedDataParallel, and only

@@ -76,6 +76,7 @@ class TrainConfig:
     device: str | None = None
     bf16: bool | None = None  # None: on for CPUs with bf16 support, off otherwise
     grad_checkpoint: bool = False
+    compile: bool = False  # fuse the ConcatELUs with torch.compile
     channels_last: bool | None = None  # None: on for the CPU, off for CUDA
     data_root: str | None = None
     progress: bool = True

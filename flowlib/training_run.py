@@ -21,6 +21,7 @@ from .batches import ShardedBatches, random_hflip
 from .checkpoints import remove_stale_temporaries, rng_state, save_checkpoint, stored_step
 from .data import dataset_info
 from .data.embedded import test_label
+from .layers.nets import ConcatELU
 from .layers.networks_mode import coupling_networks, cpu_has_bf16
 from .metrics import evaluate_bpd
 from .run_files import prepare_metrics, write_config, write_metrics
@@ -174,6 +175,7 @@ class TrainingRun:
                 ", channels_last" if self.memory_format == torch.channels_last else "",
                 f", coupling networks in bfloat16 ({self.bf16_reason})" if self.net_dtype else "",
                 ", gradient checkpointing" if cfg.grad_checkpoint else "",
+                self._compile_note(),
                 f", evaluated with weights averaged at decay {cfg.ema}" if self.average else "",
             ]
         )
@@ -186,6 +188,13 @@ class TrainingRun:
             f"{self.total_steps} {origin}({self.batches.per_epoch} steps per epoch); "
             f"run folder {self.out}"
         )
+
+    def _compile_note(self) -> str:
+        if not self.cfg.compile:
+            return ""
+        if any(isinstance(m, ConcatELU) for m in self.model.modules()):
+            return ", ConcatELUs fused by torch.compile"
+        return f", --compile does nothing for {self.cfg.model} (it has no ConcatELU)"
 
     # ------------------------------------------------------------------ jobs
 
@@ -271,7 +280,7 @@ class TrainingRun:
         st, cfg = self.state, self.cfg
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(cfg, st.step, st.warmup_from)
-        with coupling_networks(self.net_dtype, cfg.grad_checkpoint):
+        with coupling_networks(self.net_dtype, cfg.grad_checkpoint, cfg.compile):
             loss = compute_loss(self.objective, x)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()  # also when non-finite: under DDP every rank must join the all-reduce

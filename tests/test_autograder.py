@@ -181,14 +181,16 @@ def test_collect_suggests_the_notebook_a_typo_meant(tmp_path):
     assert "named after the notebook" in why["02_dequantization.ipynb"].reason
 
 
-def test_bad_input_gives_a_clear_error(tmp_path, capsys):
+def test_bad_input_gives_a_clear_error(tmp_path, capsys, monkeypatch):
     with pytest.raises(GradingError, match="no such folder"):
         collect([tmp_path / "missing"], NBS, tmp_path / "u")
-    assert (
-        main(["grade", str(tmp_path / "missing"), "--out", str(tmp_path / "out"), "--no-gradebook"])
-        == 2
-    )
+    grade_missing = ["grade", str(tmp_path / "missing"), "--out", str(tmp_path / "out")]
+    assert main([*grade_missing, "--no-gradebook"]) == 2
     assert "no such folder" in capsys.readouterr().err
+    with monkeypatch.context() as m:  # no bubblewrap on the PATH: the typo is still named first
+        m.setenv("PATH", str(tmp_path))
+        assert main([*grade_missing, "--no-gradebook"]) == 2
+        assert "no such folder" in capsys.readouterr().err
     if NOTEBOOKS:
         assert main(["selfcheck", NOTEBOOKS[0][:-1]]) == 2
         assert f"did you mean {NOTEBOOKS[0]}" in capsys.readouterr().err

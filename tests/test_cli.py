@@ -4,6 +4,7 @@ and runs that survive ``kill -9`` and Ctrl-C."""
 from __future__ import annotations
 
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -25,9 +26,10 @@ def run_cli(capsys, *argv) -> tuple[int, str, str]:
     return code, out, err
 
 
-def spawn(*argv, **kw) -> subprocess.Popen:
-    """``python -m flowlib ...`` in a fresh process (one torch thread: the machine is shared)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+def spawn(*argv, env=None, **kw) -> subprocess.Popen:
+    """``python -m flowlib ...`` in a fresh process (one torch thread: the machine is shared),
+    with ``env`` added to the environment."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.Popen(
         [sys.executable, "-m", "flowlib", *map(str, argv)],
         env=env,
@@ -185,6 +187,57 @@ def test_sample_eval_interpolate(capsys, run_dir, tmp_path):
     assert Image.open(tmp_path / "i.png").size == (2 + 5 * 30, 2 + 3 * 30)
 
 
+# --------------------------------------------------------------------------- malloc
+
+HEAP_AFTER_FREE = """
+import ctypes, sys
+import torch
+from flowlib.runtime import keep_freed_memory
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = MallInfo2
+if sys.argv[1] == "keep":
+    assert keep_freed_memory()
+x = torch.ones(50_000_000)  # 200 MB
+mapped = libc.mallinfo2().hblkhd
+del x
+print(mapped, libc.mallinfo2().fordblks)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc only")
+@pytest.mark.parametrize("mode", ["default", "keep"])
+def test_keep_freed_memory_serves_big_tensors_from_the_heap_and_keeps_them(mode):
+    out = subprocess.run(
+        [sys.executable, "-c", HEAP_AFTER_FREE, mode], capture_output=True, text=True, check=True
+    ).stdout
+    mapped, free_in_heap = map(int, out.split())
+    if mode == "keep":  # from the heap, and still there after the free: no page faults next time
+        assert mapped < 200_000_000 <= free_in_heap
+    else:  # glibc's default: a fresh mapping, handed back to the OS at the free
+        assert mapped >= 200_000_000 > free_in_heap
+
+
+def test_compile_without_a_cxx_compiler_is_a_one_line_error(tmp_path, mnist_root):
+    proc = spawn(
+        "train", "--model", "simple", "--compile", "--hidden", "4", "--batch-size", "8",
+        "--max-steps", "2", "--eval-every", "0", "--sample-every", "0", "--no-progress",
+        "--out", tmp_path / "run", "--data-root", mnist_root,
+        env={"CXX": "/bin/false", "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")},
+    )  # fmt: skip
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2, err
+    assert "Traceback" not in err
+    assert "flowlib train: error: torch.compile could not build the fused ConcatELU" in err
+    assert "needs a working C++ compiler" in err and "train without --compile" in err
+    assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
+
+
 # --------------------------------------------------------------------------- kill -9 and Ctrl-C
 
 
@@ -219,6 +272,7 @@ def test_kill_9_then_resume_continues_from_the_last_checkpoint(tmp_path, mnist_r
     stdout, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert f"resuming at step {step} of {step + 7}" in stdout
+    assert "glibc malloc keeps freed memory for reuse" in stdout  # as the benchmarks time it
     assert C.read_checkpoint(ckpt)["step"] == step + 7
     assert [p.name for p in ckpt.parent.iterdir()] == [
         "last.pt"

@@ -8,6 +8,7 @@ from helpers import tiny
 
 from flowlib import training_run
 from flowlib.checks import perturb_
+from flowlib.layers import nets
 from flowlib.layers.networks_mode import coupling_networks
 from flowlib.models import Glow, MultiscaleFlow
 
@@ -44,6 +45,19 @@ def test_gradient_checkpointing_gives_the_same_gradients(make):
     assert torch.equal(loss, loss_rc)
     for name, g in grads.items():
         assert torch.allclose(grads_rc[name], g, rtol=1e-10, atol=1e-12), name
+
+
+def test_fused_concat_elus_give_the_same_loss_and_gradients():
+    model = perturb_(MultiscaleFlow((1, 8, 8), hidden=(4, 6, 8)))
+    model = model.to(memory_format=torch.channels_last)  # as flowlib train runs on a CPU
+    x = images()
+    loss, grads = loss_and_grads(model, x)
+    calls = nets._compiled_concat_elu.cache_info()
+    loss_fused, grads_fused = loss_and_grads(model, x, fuse=True)
+    assert nets._compiled_concat_elu.cache_info().hits > calls.hits  # the fused path ran
+    assert torch.allclose(loss_fused, loss, rtol=1e-6), (loss_fused, loss)
+    for name, g in grads.items():
+        assert torch.allclose(grads_fused[name], g, rtol=1e-4, atol=1e-6), name
 
 
 def test_bf16_networks_run_in_bf16_while_log_dets_stay_in_float32():
@@ -89,8 +103,20 @@ def test_training_with_bf16_and_checkpointing_says_so(tmp_path, mnist_root, caps
     from flowlib import train as T
 
     result = T.train(
-        tiny(tmp_path / "run", mnist_root, max_steps=4, bf16=True, grad_checkpoint=True)
+        tiny(
+            tmp_path / "run", mnist_root, max_steps=4, bf16=True, grad_checkpoint=True, compile=True
+        )
     )
     out = capsys.readouterr().out
     assert result.step == 4 and result.skipped_steps == 0
     assert "coupling networks in bfloat16 (--bf16)" in out and "gradient checkpointing" in out
+    assert "--compile does nothing for glow (it has no ConcatELU)" in out
+
+
+def test_training_the_simple_flow_with_fused_concat_elus_says_so(tmp_path, mnist_root, capsys):
+    from flowlib import train as T
+
+    cfg = tiny(tmp_path / "run", mnist_root, model="simple", K=None, L=None, compile=True)
+    result = T.train(cfg)
+    assert result.step == 10 and result.skipped_steps == 0 and result.test_bpd < 8
+    assert "ConcatELUs fused by torch.compile" in capsys.readouterr().out

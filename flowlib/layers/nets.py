@@ -2,16 +2,48 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from .networks_mode import fusing
+
+
+def concat_elu(x: torch.Tensor) -> torch.Tensor:
+    """``[elu(x), elu(-x)]`` along channels."""
+    return torch.cat([F.elu(x), F.elu(-x)], dim=1)
+
+
+@functools.cache
+def _compiled_concat_elu():
+    return torch.compile(concat_elu)
+
+
+class FusionUnavailable(RuntimeError):
+    """``torch.compile`` cannot build kernels here (on a CPU: no working C++ compiler)."""
+
+
+def fused_concat_elu(x: torch.Tensor) -> torch.Tensor:
+    """``concat_elu`` as one compiled kernel forward and one backward: eager runs five
+    passes over memory each way (neg, two elus, cat; their backwards and a sum)."""
+    try:
+        return _compiled_concat_elu()(x)
+    except torch._dynamo.exc.BackendCompilerFailed as e:
+        first = str(e).strip().splitlines()[0]
+        raise FusionUnavailable(
+            "torch.compile could not build the fused ConcatELU (--compile); on a CPU it "
+            "needs a working C++ compiler (g++ or clang; the CXX variable names it). "
+            f"Install one, or train without --compile. torch said: {first}"
+        ) from None
 
 
 class ConcatELU(nn.Module):
     """``[elu(x), elu(-x)]`` along channels: keeps both signs' information."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([F.elu(x), F.elu(-x)], dim=1)
+        return fused_concat_elu(x) if fusing() else concat_elu(x)
 
 
 class LayerNormChannels(nn.Module):

@@ -1,12 +1,12 @@
-"""How the coupling networks run: in bfloat16 where the hardware has it, and recomputed in
-the backward pass to save memory.
+"""How the coupling networks run: in bfloat16 where the hardware has it, recomputed in the
+backward pass to save memory, and with their ConcatELUs fused by ``torch.compile``.
 
 Only the networks inside the coupling layers change. Their inputs and outputs stay in the
 flow's dtype, so log-dets, priors, ActNorm statistics, the 1x1 convolutions' LU algebra
 and the loss are computed in float32 as before. Training turns the modes on for its own
 steps; evaluation, sampling and ``decode(encode(x))`` run outside them, in full precision.
 
-    with coupling_networks(dtype=torch.bfloat16, recompute=True):
+    with coupling_networks(dtype=torch.bfloat16, recompute=True, fuse=True):
         loss = model.bpd(x).mean()
     loss.backward()
 """
@@ -20,17 +20,20 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-_MODE: ContextVar[tuple[torch.dtype | None, bool]] = ContextVar(
-    "coupling_networks", default=(None, False)
+_MODE: ContextVar[tuple[torch.dtype | None, bool, bool]] = ContextVar(
+    "coupling_networks", default=(None, False, False)
 )
 
 
 @contextlib.contextmanager
-def coupling_networks(dtype: torch.dtype | None = None, recompute: bool = False):
+def coupling_networks(
+    dtype: torch.dtype | None = None, recompute: bool = False, fuse: bool = False
+):
     """Within the block, coupling networks run under autocast to ``dtype`` (None: the
-    flow's own dtype) and, with ``recompute``, keep no activations for the backward pass
-    (gradient checkpointing: they run again during ``backward``)."""
-    token = _MODE.set((dtype, recompute))
+    flow's own dtype); with ``recompute`` they keep no activations for the backward pass
+    (gradient checkpointing: they run again during ``backward``); with ``fuse`` their
+    ConcatELUs run as one compiled kernel each way (``torch.compile``)."""
+    token = _MODE.set((dtype, recompute, fuse))
     try:
         yield
     finally:
@@ -39,7 +42,7 @@ def coupling_networks(dtype: torch.dtype | None = None, recompute: bool = False)
 
 def run_network(net: nn.Module, h: torch.Tensor) -> torch.Tensor:
     """``net(h)`` in the current mode, returned in ``h``'s dtype."""
-    dtype, recompute = _MODE.get()
+    dtype, recompute, _ = _MODE.get()
     if dtype is None and not recompute:
         return net(h)
 
@@ -50,6 +53,11 @@ def run_network(net: nn.Module, h: torch.Tensor) -> torch.Tensor:
     if recompute and torch.is_grad_enabled():
         return checkpoint(call, h, use_reentrant=False)
     return call(h)
+
+
+def fusing() -> bool:
+    """Whether ConcatELUs run fused (``coupling_networks(fuse=True)``)."""
+    return _MODE.get()[2]
 
 
 def cpu_has_bf16() -> bool:
