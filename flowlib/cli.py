@@ -120,7 +120,7 @@ def _optimisation_options(p) -> None:
         action=argparse.BooleanOptionalAction,
         help="fuse the ConcatELUs of the UvA flows (simple, vardeq, multiscale) with "
         "torch.compile: faster steps after a few seconds of compiling; needs a C++ "
-        "compiler on the CPU; Glow has none (default: off)",
+        "compiler on the CPU; not with --grad-checkpoint; Glow has none (default: off)",
     )
     p.add_argument(
         "--channels-last",

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .checkpoints import checkpoint_path, stored_train_config
 from .data import DATASETS, dataset_info
+from .layers.networks_mode import FUSE_AND_RECOMPUTE
 from .models import MODELS
 
 PREPROCESS = {"logit": 1e-5, "center": None}  # --preprocess -> Glow's logit_alpha
@@ -136,6 +137,8 @@ class TrainConfig:
                 f"ema is the weight average's decay, between 0 (off) and 1 "
                 f"(e.g. 0.999), got {self.ema}."
             )
+        if self.compile and self.grad_checkpoint:
+            raise ValueError(FUSE_AND_RECOMPUTE)
         if self.max_steps is not None and self.max_steps < 0:
             raise ValueError(f"max_steps must be >= 0, got {self.max_steps}.")
 

@@ -79,6 +79,7 @@ def run_dir(tmp_path_factory, mnist_root) -> Path:
         (["--model", "simple", "--K", "4"], "Model 'simple' takes no K"),
         (["--size", "64"], "28 or 32"),
         (["--ema", "1.5"], "ema is the weight average's decay, between 0 (off) and 1"),
+        (["--compile", "--grad-checkpoint"], "--compile and --grad-checkpoint cannot be used"),
     ],
 )
 def test_train_bad_input_is_one_line_and_exit_code_2(capsys, tmp_path, argv, message):

@@ -25,6 +25,13 @@ _MODE: ContextVar[tuple[torch.dtype | None, bool, bool]] = ContextVar(
 )
 
 
+FUSE_AND_RECOMPUTE = (
+    "--compile and --grad-checkpoint cannot be used together: gradient checkpointing "
+    "cannot recompute the compiled ConcatELUs as they first ran. Use one of them "
+    "(--no-compile turns off a stored --compile)."
+)
+
+
 @contextlib.contextmanager
 def coupling_networks(
     dtype: torch.dtype | None = None, recompute: bool = False, fuse: bool = False
@@ -33,6 +40,8 @@ def coupling_networks(
     flow's own dtype); with ``recompute`` they keep no activations for the backward pass
     (gradient checkpointing: they run again during ``backward``); with ``fuse`` their
     ConcatELUs run as one compiled kernel each way (``torch.compile``)."""
+    if fuse and recompute:
+        raise ValueError(FUSE_AND_RECOMPUTE)
     token = _MODE.set((dtype, recompute, fuse))
     try:
         yield
