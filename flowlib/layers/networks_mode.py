@@ -6,7 +6,7 @@ flow's dtype, so log-dets, priors, ActNorm statistics, the 1x1 convolutions' LU 
 and the loss are computed in float32 as before. Training turns the modes on for its own
 steps; evaluation, sampling and ``decode(encode(x))`` run outside them, in full precision.
 
-    with coupling_networks(dtype=torch.bfloat16, recompute=True, fuse=True):
+    with coupling_networks(dtype=torch.bfloat16, fuse=True):  # or recompute=True, not both
         loss = model.bpd(x).mean()
     loss.backward()
 """
