@@ -18,6 +18,12 @@ def bits_per_dim(log_prob: torch.Tensor, n_dims: int) -> torch.Tensor:
     return -log_prob / (n_dims * math.log(2))
 
 
+def fair_order(images: torch.Tensor) -> torch.Tensor:
+    """``images`` in one fixed shuffled order (seed 0), so that any first ``n`` of them are a
+    fair subset: MNIST's first 5,000 test images are easier than the rest."""
+    return images[torch.randperm(len(images), generator=torch.Generator().manual_seed(0))]
+
+
 def importance_sampled_log_prob(model, x: torch.Tensor, n_samples: int = 8, y=None) -> torch.Tensor:
     """``log (1/M) sum_m p(x, u_m) / q(u_m | x)`` over M dequantization samples.
 

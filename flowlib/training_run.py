@@ -23,7 +23,7 @@ from .data import dataset_info
 from .data.embedded import test_label
 from .layers.nets import ConcatELU
 from .layers.networks_mode import coupling_networks, cpu_has_bf16
-from .metrics import evaluate_bpd
+from .metrics import evaluate_bpd, fair_order
 from .run_files import prepare_metrics, write_config, write_metrics
 from .run_state import RunState, Window, lr_at, restored, started_from
 from .runtime import Distributed, StopFlag, describe_device, fixed_rng, log, seed_for
@@ -83,10 +83,8 @@ def _load_data(cfg: TrainConfig, dd: Distributed):
         dd.barrier()  # rank 0 first, so a dataset cache is written once
     train_set = info.split(info.train_split, cfg.n_bits, cfg.size, cfg.data_root)
     test_images = None
-    if dd.main:  # shuffled once with a fixed seed: periodic evaluations use a fair fixed subset
-        test_images = info.images(info.test_split, cfg.n_bits, cfg.size, cfg.data_root)
-        order = torch.randperm(len(test_images), generator=torch.Generator().manual_seed(0))
-        test_images = test_images[order]  # (MNIST's first 5,000 are easier)
+    if dd.main:  # periodic evaluations use the first images of a fixed shuffled order
+        test_images = fair_order(info.images(info.test_split, cfg.n_bits, cfg.size, cfg.data_root))
         dd.barrier()
     return train_set, test_images
 

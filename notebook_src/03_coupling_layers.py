@@ -45,7 +45,7 @@ from flowlib.checks import check_close
 from flowlib.notebook_helpers import needs, passed
 from flowlib.data import MNIST, repo_data_dir
 from flowlib.layers import FlowSequential, MaskedAffineCoupling, channel_mask
-from flowlib.metrics import evaluate_bpd
+from flowlib.metrics import evaluate_bpd, fair_order
 from flowlib.models import SimpleFlow
 from flowlib.viz import show_grid
 
@@ -696,7 +696,7 @@ with needs(YOUR_LAYERS):
         plt.show()
     n_eval = 32 if FAST else 2000
     torch.manual_seed(0)
-    print(f"test bpd on {n_eval} test images: {evaluate_bpd(model, test_images, max_images=n_eval):.3f}")
+    print(f"test bpd on {n_eval} test images: {evaluate_bpd(model, fair_order(test_images), max_images=n_eval):.3f}")
 
 # %% [markdown]
 # **Samples.** To sample, draw $z \sim \mathcal N(0, T^2 I)$ and run every layer's `inverse`,

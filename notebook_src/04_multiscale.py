@@ -52,7 +52,7 @@ from flowlib.checks import check_close
 from flowlib.notebook_helpers import needs, passed
 from flowlib.data import MNIST, repo_data_dir
 from flowlib.layers import ZeroConv2d, channel_mask
-from flowlib.metrics import evaluate_bpd
+from flowlib.metrics import evaluate_bpd, fair_order
 from flowlib.models import MultiscaleFlow, SimpleFlow, standard_normal_log_prob
 from flowlib.viz import show_grid
 
@@ -770,7 +770,7 @@ def fit_and_measure(name, build, pretrained=None):
     model.eval()
     speed, sample_time = measure_speed(build().to(device) if FAST else model, train_images)
     torch.manual_seed(0)
-    bpd = evaluate_bpd(model, test_images, max_images=32 if FAST else 2000)
+    bpd = evaluate_bpd(model, fair_order(test_images), max_images=32 if FAST else 2000)
     models[name] = model
     results[name] = dict(params=sum(p.numel() for p in model.parameters()), how=how, bpd=bpd,
                          speed=speed, sample_time=sample_time, seconds=time.perf_counter() - start)

@@ -170,7 +170,8 @@ def test_sample_eval_interpolate(capsys, run_dir, tmp_path):
         32,
     )
     assert code == 0 and out.startswith("test bpd ")
-    assert 0 < float(out.split()[2]) < 9 and "32 test images, 2 importance samples" in out
+    assert 0 < float(out.split()[2]) < 9
+    assert "32 of 10000 test images, a fixed shuffled subset, 2 importance samples" in out
 
     code, out, _ = run_cli(
         capsys,
@@ -186,6 +187,26 @@ def test_sample_eval_interpolate(capsys, run_dir, tmp_path):
     )
     assert code == 0
     assert Image.open(tmp_path / "i.png").size == (2 + 5 * 30, 2 + 3 * 30)
+
+
+def test_eval_subset_is_the_one_training_evaluates(capsys, run_dir):
+    """``eval --max-images`` scores training's fixed shuffled subset, not the first test
+    images (MNIST's first 5,000 are easier: they would flatter the model)."""
+    from flowlib.metrics import evaluate_bpd, fair_order
+    from flowlib.pretrained import test_set
+
+    path = run_dir / "checkpoints" / "last.pt"
+    code, out, _ = run_cli(capsys, "eval", "--checkpoint", path, "--importance-samples", 1,
+                           "--max-images", 32)  # fmt: skip
+    assert code == 0
+    model, ckpt = C.load_checkpoint(path)
+    images = test_set(ckpt, ckpt["train_config"]["data_root"]).images
+
+    def bpd(images):
+        torch.manual_seed(0)
+        return f"{evaluate_bpd(model.eval(), images, 256, 1, max_images=32):.4f}"
+
+    assert out.split()[2] == bpd(fair_order(images)) != bpd(images)
 
 
 # --------------------------------------------------------------------------- malloc
