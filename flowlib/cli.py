@@ -153,7 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
+    _checkpoint_parsers(sub)
+    _shipping_parsers(sub)
+    return parser
 
+
+def _checkpoint_parsers(sub) -> None:
+    """``sample``, ``eval`` and ``interpolate``: what a checkpoint draws and scores."""
     p = sub.add_parser("sample", help="write a grid of samples")
     _checkpoint_args(p)
     p.add_argument("--n", type=int, default=64)
@@ -188,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_interpolate)
 
+
+def _shipping_parsers(sub) -> None:
+    """``pretrained`` and ``export``: the checkpoints shipped in data/pretrained/."""
     p = sub.add_parser(
         "pretrained", help="the shipped checkpoints in data/pretrained/ and their test bpd"
     )
@@ -226,7 +235,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data-root", dest="data_root", default=None)
     p.set_defaults(func=cmd_export)
-    return parser
 
 
 def _catalogue():
